@@ -1,0 +1,1 @@
+"""The LLaMA model, the loader over token shards, the training loop and generation."""

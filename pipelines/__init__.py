@@ -1,0 +1,1 @@
+"""Apache Beam pipelines composing `filters/`, with their readers, sinks, options and the CLI."""

@@ -1,0 +1,97 @@
+"""Choosing and running a Beam runner, with the options every Beam sub-command shares.
+
+The local default is the in-process FnApiRunner named explicitly: plain DirectRunner first tries to
+download the Prism binary, which fails offline. `--workers N` switches it to multi_processing with N
+worker processes; `multi_threading` is refused because it lost records in tests on apache-beam 2.77.
+Any other `--runner` (DataflowRunner, PortableRunner, FlinkRunner, SparkRunner) is handed to Beam with the
+remaining standard Beam flags, which are checked here so a typo fails before a job is submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from filters.base import ConfigError
+
+LOCAL_RUNNER = "local"
+METRICS_NAMESPACE = "llamaprep"
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runner (other standard Beam flags such as --project are passed through)")
+    group.add_argument(
+        "--runner",
+        default=LOCAL_RUNNER,
+        help="'local' (in-process FnApiRunner, the default), DataflowRunner, PortableRunner, FlinkRunner, SparkRunner",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local runner only: run bundles in N worker processes (multi_processing mode)",
+    )
+    parser.set_defaults(beam_args=True)
+
+
+def _known_beam_flags() -> set[str]:
+    return set(PipelineOptions([]).get_all_options(drop_default=False).keys())
+
+
+def check_beam_args(beam_args: Sequence[str]) -> None:
+    """Reject flags no Beam options class knows (Beam itself only logs and drops them)."""
+    known = _known_beam_flags()
+    for arg in beam_args:
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r} (Beam options are given as --name=value)")
+        name = arg[2:].split("=", 1)[0].replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"unknown option --{name}")
+        if name == "direct_running_mode" and arg.endswith("multi_threading"):
+            raise ConfigError("--direct_running_mode=multi_threading is not supported: it loses records")
+
+
+def pipeline_options(args: argparse.Namespace) -> tuple[PipelineOptions, beam.runners.PipelineRunner | str]:
+    """PipelineOptions and the runner for parsed CLI args (their `runner`, `workers`, `extra_args`)."""
+    beam_args = list(getattr(args, "extra_args", []))
+    check_beam_args(beam_args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = False
+    if args.runner == LOCAL_RUNNER:
+        if args.workers > 1:
+            direct = options.view_as(DirectOptions)
+            direct.direct_running_mode = "multi_processing"
+            direct.direct_num_workers = args.workers
+        return options, FnApiRunner()
+    if args.workers != 1:
+        raise ConfigError("--workers applies to the local runner; size other runners with their own flags")
+    options.view_as(StandardOptions).runner = args.runner
+    return options, args.runner
+
+
+def run_pipeline(
+    build: Callable[[beam.Pipeline], None], options: PipelineOptions, runner: beam.runners.PipelineRunner | str
+) -> beam.runners.runner.PipelineResult:
+    """Build and run a pipeline, returning its result (metrics live there, so no `with` block)."""
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """Committed (attempted where a runner has no committed values) counters of our namespace."""
+    out: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out

@@ -1,0 +1,132 @@
+"""Token shards: the on-disk format between `llamaprep tokenize` and the training loader.
+
+Layout of a token dataset directory::
+
+    DIR/manifest.json              kind "tokens", vocab, dtype, bos/eos ids, files per split, counts
+    DIR/train/tokens-00000-of-00004.arrow
+    DIR/val/tokens-00000-of-00001.arrow
+
+Each `.arrow` file is an *uncompressed* Arrow IPC file (so `pa.memory_map` gives zero-copy numpy views)
+with one row per document: `id`, `source`, `language` and `tokens` (a large_list of uint16 when the
+vocabulary fits in 16 bits, else uint32). Every document's tokens start with BOS and end with EOS, so the
+list offsets are the per-document boundaries (the idea of llm.c's documented shard layout, with Arrow
+doing the header and offsets for us).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+TOKEN_SHARD_KIND = "tokens"
+TOKEN_SCHEMA_VERSION = 1
+SPLITS = ("train", "val")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits in 16 bits, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def token_schema(dtype: np.dtype) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("language", pa.string()),
+            pa.field("tokens", pa.large_list(pa.from_numpy_dtype(dtype)), nullable=False),
+        ],
+        metadata={"llamaprep.kind": TOKEN_SHARD_KIND, "llamaprep.schema_version": str(TOKEN_SCHEMA_VERSION)},
+    )
+
+
+def token_table(
+    ids: list[str], sources: list[str], languages: list[str | None], tokens: list[np.ndarray], dtype: np.dtype
+) -> pa.Table:
+    """Build one table of token rows (the caller chooses how many rows go in a shard)."""
+    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(tokens).astype(dtype, copy=False) if tokens else np.zeros(0, dtype=dtype)
+    token_lists = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    schema = token_schema(dtype)
+    return pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.array(sources, pa.string()), pa.array(languages, pa.string()), token_lists],
+        schema=schema,
+    )
+
+
+def write_token_table(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write an uncompressed IPC file atomically (temp name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    os.replace(tmp, path)
+
+
+@dataclass
+class TokenShard:
+    """A memory-mapped token shard: `tokens` is one flat zero-copy array, `offsets[i]:offsets[i+1]`
+    the i-th document's span."""
+
+    path: str
+    ids: list[str]
+    sources: list[str]
+    languages: list[str | None]
+    tokens: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> TokenShard:
+        table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        column = table.column("tokens").combine_chunks()
+        tokens = column.values.to_numpy(zero_copy_only=True)
+        offsets = column.offsets.to_numpy(zero_copy_only=True)
+        offsets = offsets - offsets[0] if len(offsets) and offsets[0] else offsets
+        return cls(
+            path=str(path),
+            ids=table.column("id").to_pylist(),
+            sources=table.column("source").to_pylist(),
+            languages=table.column("language").to_pylist(),
+            tokens=tokens,
+            offsets=offsets,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def document(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def documents(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.document(i)
+
+
+def read_token_manifest(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{directory} is not a token dataset: no manifest.json (run `llamaprep tokenize`)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("kind") != TOKEN_SHARD_KIND:
+        raise ValueError(f"{path} describes {manifest.get('kind')!r} shards, not token shards")
+    return manifest
+
+
+def token_shard_paths(directory: str | os.PathLike, split: str) -> list[Path]:
+    """The shard files of one split, in manifest order."""
+    manifest = read_token_manifest(directory)
+    return [Path(directory) / entry["path"] for entry in manifest["splits"].get(split, [])]
+
+
+def iter_token_shards(paths: Iterable[str | os.PathLike]) -> Iterator[TokenShard]:
+    for path in paths:
+        yield TokenShard.open(path)
