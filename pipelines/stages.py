@@ -24,7 +24,11 @@ from pipelines.runners import METRICS_NAMESPACE
 REJECTED_TAG = "rejected"
 DEFAULT_BATCH_SIZE = 256
 
-GLOBAL_STAGES: dict[str, str] = {}
+GLOBAL_STAGES: dict[str, str] = {
+    "exact_dedup": "pipelines.dedup:ExactDedup",
+    "line_dedup": "pipelines.dedup:LineDedup",
+    "minhash_dedup": "pipelines.dedup:MinHashDedup",
+}
 
 
 def global_stage_class(name: str) -> type[beam.PTransform]:

@@ -1,0 +1,174 @@
+"""MinHash signatures and LSH banding for near-duplicate detection, vectorized with numpy.
+
+Shingles are word n-grams (default 5, as datatrove and the Gopher/RefinedWeb pipelines use) of the
+lowercased text, where a word is a run of letters/digits (combining marks included) and every Han/Kana
+character is a word of its own, so CJK text without spaces still gets meaningful shingles; `char`
+shingles (character n-grams of the whitespace-collapsed text) are the alternative. A document with
+fewer than n words has one shingle, all of its words; a document with no word has no signature and is
+never a near-duplicate.
+
+Hashing is vectorized end to end: the regex tokenizer runs in C, words are hashed by xxh3 through
+`map` (no Python-level loop), n-grams are combined with numpy arithmetic, and the permutations are
+applied to a (shingles x num_perm) array at once. The permutation family and its parameters are
+datasketch's default `affine32` scheme (fmix32 pre-mix, then a*h+b mod 2^32 with odd a, parameters drawn
+from `MinHash(num_perm, seed).permutations`), so a signature equals what `MinHash.update_batch` gives for
+the same shingle hashes and wraps into a `LeanMinHash` for datasketch's Jaccard estimate.
+
+Bands and rows come from datasketch's `_optimal_param` (the (b, r) minimizing the weighted false
+positive and false negative areas around the threshold, as `MinHashLSH` does) unless given explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import xxhash
+from datasketch import LeanMinHash, MinHash
+from datasketch.lsh import _optimal_param
+
+from filters.base import ConfigError
+
+SCHEME = "affine32"
+SHINGLE_TYPES = ("word", "char")
+CHUNK_SHINGLES = 4096  # rows of the (shingles x num_perm) array: ~2 MB at 128 permutations
+
+_CJK = "\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_MARKS = "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u0900-\u0dff\u0e00-\u0fff"
+WORD_RE = re.compile(f"[{_CJK}]|(?:[^\\W{_CJK}]|[{_MARKS}])+")
+_SPACE_RE = re.compile(r"\s+")
+
+# Odd 64-bit multipliers combining the hashes of the n positions of an n-gram (position-sensitive).
+_POSITION_MULTIPLIERS = np.array(
+    [(0x9E3779B97F4A7C15 * (2 * i + 1) + 0x632BE59BD9B4E019 * i) % (1 << 64) | 1 for i in range(64)], dtype=np.uint64
+)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (the pre-mix of datasketch's affine schemes), element-wise."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
+
+
+def _fold32(values: np.ndarray) -> np.ndarray:
+    """64-bit hashes to 32-bit ones (xor of halves), the input width of the affine32 scheme."""
+    return ((values ^ (values >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def _combine_ngrams(unit_hashes: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every window of n consecutive unit hashes (all units if there are fewer than n)."""
+    if len(unit_hashes) < n:
+        n = len(unit_hashes)
+    count = len(unit_hashes) - n + 1
+    with np.errstate(over="ignore"):
+        combined = np.zeros(count, dtype=np.uint64)
+        for offset in range(n):
+            combined += unit_hashes[offset : offset + count] * _POSITION_MULTIPLIERS[offset]
+        combined ^= combined >> np.uint64(29)
+        combined *= np.uint64(0xBF58476D1CE4E5B9)
+        combined ^= combined >> np.uint64(32)
+    return combined
+
+
+def word_shingle_hashes(text: str, n: int) -> np.ndarray:
+    """32-bit hashes of the word n-grams of `text` (empty when it has no word)."""
+    words = WORD_RE.findall(text.lower())
+    if not words:
+        return np.empty(0, dtype=np.uint32)
+    word_hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), np.uint64, len(words))
+    return _fold32(_combine_ngrams(word_hashes, n))
+
+
+def char_shingle_hashes(text: str, n: int) -> np.ndarray:
+    """32-bit hashes of the character n-grams of the lowercased, whitespace-collapsed `text`."""
+    collapsed = _SPACE_RE.sub(" ", text.lower()).strip()
+    if not collapsed:
+        return np.empty(0, dtype=np.uint32)
+    codes = np.frombuffer(collapsed.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        codes = (codes + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+    return _fold32(_combine_ngrams(codes, n))
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters (a, b) for `num_perm` and `seed`."""
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
+
+
+def signature(shingle_hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """The MinHash signature (uint32[num_perm]) of a non-empty set of 32-bit shingle hashes; equal to
+    `MinHash(num_perm, seed, scheme="affine32")` updated with the same hashes."""
+    if len(shingle_hashes) == 0:
+        raise ValueError("a MinHash signature needs at least one shingle")
+    a, b = permutations(num_perm, seed)
+    mixed = _fmix32(np.ascontiguousarray(shingle_hashes, dtype=np.uint32))
+    result = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+    for start in range(0, len(mixed), CHUNK_SHINGLES):
+        chunk = mixed[start : start + CHUNK_SHINGLES, None]
+        np.minimum(result, (chunk * a + b).min(axis=0), out=result)
+    return result
+
+
+def lean_minhash(sig: np.ndarray, seed: int) -> LeanMinHash:
+    """A datasketch LeanMinHash over a signature (for its Jaccard estimate and serialization)."""
+    return LeanMinHash(seed=seed, hashvalues=sig, scheme=SCHEME)
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    """Fraction of equal signature positions: the MinHash estimate of the Jaccard similarity."""
+    return float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
+
+
+@lru_cache(maxsize=32)
+def optimal_bands(
+    threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
+) -> tuple[int, int]:
+    """(bands, rows) for a Jaccard threshold: datasketch's `_optimal_param` (what `MinHashLSH` uses)."""
+    return _optimal_param(threshold, num_perm, false_positive_weight, false_negative_weight)
+
+
+def collision_probability(jaccard: float, bands: int, rows: int) -> float:
+    """Probability that two documents with this Jaccard similarity share at least one band."""
+    return 1.0 - (1.0 - jaccard**rows) ** bands
+
+
+@dataclass(frozen=True)
+class MinHasher:
+    """Signature and band keys of documents, for fixed shingling and hashing parameters."""
+
+    shingle: str = "word"
+    ngram: int = 5
+    num_perm: int = 128
+    seed: int = 1
+    bands: int = 0
+    rows: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shingle not in SHINGLE_TYPES:
+            raise ConfigError(f"unknown shingle type {self.shingle!r}; known: {', '.join(SHINGLE_TYPES)}")
+        if not 1 <= self.ngram <= len(_POSITION_MULTIPLIERS):
+            raise ConfigError(f"ngram must be between 1 and {len(_POSITION_MULTIPLIERS)}, got {self.ngram}")
+        if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"need bands*rows <= num_perm, got {self.bands}x{self.rows} > {self.num_perm}")
+
+    def shingle_hashes(self, text: str) -> np.ndarray:
+        if self.shingle == "word":
+            return word_shingle_hashes(text, self.ngram)
+        return char_shingle_hashes(text, self.ngram)
+
+    def signature(self, text: str) -> np.ndarray | None:
+        """uint32[num_perm] signature, or None for a text without words."""
+        hashes = self.shingle_hashes(text)
+        return signature(hashes, self.num_perm, self.seed) if len(hashes) else None
+
+    def band_keys(self, sig: np.ndarray) -> list[bytes]:
+        """One key per band: the band number and the band's rows, as bytes (exact, no second hash)."""
+        rows = self.rows
+        return [band.to_bytes(2, "little") + sig[band * rows : (band + 1) * rows].tobytes() for band in range(self.bands)]
