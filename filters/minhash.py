@@ -21,11 +21,11 @@ positive and false negative areas around the threshold, as `MinHashLSH` does) un
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import xxhash
 from datasketch import LeanMinHash, MinHash
 from datasketch.lsh import _optimal_param
 
@@ -35,8 +35,25 @@ SCHEME = "affine32"
 SHINGLE_TYPES = ("word", "char")
 CHUNK_SHINGLES = 4096  # rows of the (shingles x num_perm) array: ~2 MB at 128 permutations
 
-_CJK = "\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_MARKS = "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u0900-\u0dff\u0e00-\u0fff"
+_CJK_RANGES = (
+    (0x3005, 0x3007),
+    (0x3040, 0x30FF),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+)
+_MARK_RANGES = ((0x0300, 0x036F), (0x0483, 0x0489), (0x0591, 0x05C7), (0x0610, 0x061A), (0x064B, 0x065F))
+_MARK_RANGES += ((0x0670, 0x0670), (0x06D6, 0x06ED), (0x0900, 0x0DFF), (0x0E00, 0x0FFF), (0x1000, 0x109F))
+_MARK_RANGES += ((0x1780, 0x17FF), (0x200C, 0x200D))
+
+
+def _class_pattern(ranges: tuple[tuple[int, int], ...]) -> str:
+    return "".join(f"{chr(low)}-{chr(high)}" for low, high in ranges)
+
+
+_CJK = _class_pattern(_CJK_RANGES)
+_MARKS = _class_pattern(_MARK_RANGES)
 WORD_RE = re.compile(f"[{_CJK}]|(?:[^\\W{_CJK}]|[{_MARKS}])+")
 _SPACE_RE = re.compile(r"\s+")
 
@@ -75,13 +92,74 @@ def _combine_ngrams(unit_hashes: np.ndarray, n: int) -> np.ndarray:
     return combined
 
 
+@lru_cache(maxsize=1)
+def _char_classes() -> np.ndarray:
+    """Per code point: 0 separator, 1 word character, 2 a Han/Kana character (a word by itself); the
+    vectorized equivalent of WORD_RE."""
+    classes = np.fromiter(
+        ((c == "_" or c.isalnum()) for c in map(chr, range(sys.maxunicode + 1))), np.uint8, sys.maxunicode + 1
+    )
+    for low, high in _MARK_RANGES:
+        classes[low : high + 1] = 1
+    for low, high in _CJK_RANGES:
+        classes[low : high + 1] = 2
+    return classes
+
+
+class _Powers:
+    """P^i and P^-i mod 2^64 for i < length, grown on demand (polynomial hashing of spans by prefix sums)."""
+
+    BASE = np.uint64(0x100000001B3)  # odd, hence invertible mod 2^64
+    INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+
+    def __init__(self) -> None:
+        self.forward = np.ones(1, dtype=np.uint64)
+        self.backward = np.ones(1, dtype=np.uint64)
+
+    def get(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.forward) < length:
+            size = max(length, 2 * len(self.forward))
+            with np.errstate(over="ignore"):
+                self.forward = np.cumprod(np.full(size, self.BASE, dtype=np.uint64)) * self.INVERSE
+                self.backward = np.cumprod(np.full(size, self.INVERSE, dtype=np.uint64)) * self.BASE
+        return self.forward[:length], self.backward[:length]
+
+
+_POWERS = _Powers()
+
+
+def word_hashes(text: str) -> np.ndarray:
+    """64-bit hashes of the words of `text` (as WORD_RE.findall(text.lower()) would split them), computed
+    without a per-word Python call: code points are classified by table lookup, word boundaries found with
+    numpy, and each word hashed as a polynomial over its code points from prefix sums."""
+    codes = np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    classes = _char_classes()[codes]
+    word = classes == 1
+    single = classes == 2
+    previous_word = np.concatenate(([False], word[:-1]))
+    next_word = np.concatenate((word[1:], [False]))
+    starts = np.flatnonzero((word & ~previous_word) | single)
+    if len(starts) == 0:
+        return np.empty(0, dtype=np.uint64)
+    ends = np.flatnonzero((word & ~next_word) | single) + 1
+    forward, backward = _POWERS.get(len(codes))
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+        np.cumsum((codes.astype(np.uint64) + np.uint64(0x9E37)) * forward, out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * backward[starts]
+        hashes += (ends - starts).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+        hashes ^= hashes >> np.uint64(31)
+        hashes *= np.uint64(0x94D049BB133111EB)
+        hashes ^= hashes >> np.uint64(29)
+    return hashes
+
+
 def word_shingle_hashes(text: str, n: int) -> np.ndarray:
     """32-bit hashes of the word n-grams of `text` (empty when it has no word)."""
-    words = WORD_RE.findall(text.lower())
-    if not words:
+    hashes = word_hashes(text)
+    if len(hashes) == 0:
         return np.empty(0, dtype=np.uint32)
-    word_hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), np.uint64, len(words))
-    return _fold32(_combine_ngrams(word_hashes, n))
+    return _fold32(_combine_ngrams(hashes, n))
 
 
 def char_shingle_hashes(text: str, n: int) -> np.ndarray:
@@ -171,4 +249,6 @@ class MinHasher:
     def band_keys(self, sig: np.ndarray) -> list[bytes]:
         """One key per band: the band number and the band's rows, as bytes (exact, no second hash)."""
         rows = self.rows
-        return [band.to_bytes(2, "little") + sig[band * rows : (band + 1) * rows].tobytes() for band in range(self.bands)]
+        return [
+            band.to_bytes(2, "little") + sig[band * rows : (band + 1) * rows].tobytes() for band in range(self.bands)
+        ]

@@ -305,7 +305,9 @@ def _apply_cluster_decision(doc_id: str, joined: Mapping[str, Iterable[Any]]) ->
     if cluster == doc.id:
         yield _annotated(doc, cluster, size)
     else:
-        yield beam.pvalue.TaggedOutput(REJECTED_TAG, reject(_annotated(doc, cluster, size), "minhash_dedup.near_duplicate"))
+        yield beam.pvalue.TaggedOutput(
+            REJECTED_TAG, reject(_annotated(doc, cluster, size), "minhash_dedup.near_duplicate")
+        )
 
 
 class MinHashDedup(_GlobalStage):
@@ -327,7 +329,8 @@ class MinHashDedup(_GlobalStage):
         if config.verify:
             candidates = (
                 buckets
-                | "Candidates" >> beam.FlatMapTuple(lambda _, members: _bucket_candidates(members, config.pairwise_bucket_size))
+                | "Candidates"
+                >> beam.FlatMapTuple(lambda _, members: _bucket_candidates(members, config.pairwise_bucket_size))
                 | "DistinctCandidates" >> beam.Distinct()
             )
             with_first = (
