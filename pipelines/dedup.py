@@ -89,7 +89,7 @@ class ExactDedupConfig:
         check_keep_rule(self.keep)
 
 
-def _choose_exact(key: bytes, docs: Iterable[Document], keep: str) -> Iterator[Any]:
+def _choose_exact(key: bytes, docs: Iterable[Document], keep: str = "smallest_id") -> Iterator[Any]:
     best = min(rank_key(doc, keep) for doc in docs)
     size = sum(represented(doc) for doc in docs)
     cluster = best[-1]
@@ -141,7 +141,7 @@ def _line_occurrences(doc: Document) -> Iterator[tuple[int, tuple[str, int]]]:
         yield line_hash, (doc.id, number)
 
 
-def _apply_line_removals(doc_id: str, joined: Mapping[str, Iterable[Any]], min_chars: int) -> Iterator[Any]:
+def _apply_line_removals(doc_id: str, joined: Mapping[str, Iterable[Any]], min_chars: int = 0) -> Iterator[Any]:
     doc = _single_document(doc_id, joined["doc"])
     numbers = list(joined["drop"])
     if not numbers:
@@ -272,7 +272,9 @@ def _attach_signature(node: str, joined: Mapping[str, Iterable[Any]]) -> Iterato
             yield other, (node, sig)
 
 
-def _verified_edges(node: str, joined: Mapping[str, Iterable[Any]], threshold: float) -> Iterator[tuple[str, str]]:
+def _verified_edges(
+    node: str, joined: Mapping[str, Iterable[Any]], threshold: float = 0.0
+) -> Iterator[tuple[str, str]]:
     for sig in joined["sig"]:
         mine = np.frombuffer(sig, dtype=np.uint32)
         for other, other_sig in joined["edge"]:
