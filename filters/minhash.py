@@ -1,8 +1,9 @@
 """MinHash signatures and LSH banding for near-duplicate detection, vectorized with numpy.
 
 Shingles are word n-grams (default 5, as datatrove and the Gopher/RefinedWeb pipelines use) of the
-lowercased text, where a word is a run of letters/digits (combining marks included) and every Han/Kana
-character is a word of its own, so CJK text without spaces still gets meaningful shingles; `char`
+lowercased text, with digits folded to 0 and accents stripped (`filters.words.fold_table`, as CCNet and
+datatrove normalize), where a word is a run of letters/digits (combining marks included) and every Han/Kana
+character is a word of its own (`filters.words.WORD_RE`), so CJK text without spaces still gets shingles; `char`
 shingles (character n-grams of the whitespace-collapsed text) are the alternative. A document with
 fewer than n words has one shingle, all of its words; a document with no word has no signature and is
 never a near-duplicate.
@@ -21,7 +22,6 @@ positive and false negative areas around the threshold, as `MinHashLSH` does) un
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,31 +30,12 @@ from datasketch import LeanMinHash, MinHash
 from datasketch.lsh import _optimal_param
 
 from filters.base import ConfigError
+from filters.words import char_classes, fold_table
 
 SCHEME = "affine32"
 SHINGLE_TYPES = ("word", "char")
 CHUNK_SHINGLES = 4096  # rows of the (shingles x num_perm) array: ~2 MB at 128 permutations
 
-_CJK_RANGES = (
-    (0x3005, 0x3007),
-    (0x3040, 0x30FF),
-    (0x31F0, 0x31FF),
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xF900, 0xFAFF),
-)
-_MARK_RANGES = ((0x0300, 0x036F), (0x0483, 0x0489), (0x0591, 0x05C7), (0x0610, 0x061A), (0x064B, 0x065F))
-_MARK_RANGES += ((0x0670, 0x0670), (0x06D6, 0x06ED), (0x0900, 0x0DFF), (0x0E00, 0x0FFF), (0x1000, 0x109F))
-_MARK_RANGES += ((0x1780, 0x17FF), (0x200C, 0x200D))
-
-
-def _class_pattern(ranges: tuple[tuple[int, int], ...]) -> str:
-    return "".join(f"{chr(low)}-{chr(high)}" for low, high in ranges)
-
-
-_CJK = _class_pattern(_CJK_RANGES)
-_MARKS = _class_pattern(_MARK_RANGES)
-WORD_RE = re.compile(f"[{_CJK}]|(?:[^\\W{_CJK}]|[{_MARKS}])+")
 _SPACE_RE = re.compile(r"\s+")
 
 # Odd 64-bit multipliers combining the hashes of the n positions of an n-gram (position-sensitive).
@@ -92,20 +73,6 @@ def _combine_ngrams(unit_hashes: np.ndarray, n: int) -> np.ndarray:
     return combined
 
 
-@lru_cache(maxsize=1)
-def _char_classes() -> np.ndarray:
-    """Per code point: 0 separator, 1 word character, 2 a Han/Kana character (a word by itself); the
-    vectorized equivalent of WORD_RE."""
-    classes = np.fromiter(
-        ((c == "_" or c.isalnum()) for c in map(chr, range(sys.maxunicode + 1))), np.uint8, sys.maxunicode + 1
-    )
-    for low, high in _MARK_RANGES:
-        classes[low : high + 1] = 1
-    for low, high in _CJK_RANGES:
-        classes[low : high + 1] = 2
-    return classes
-
-
 class _Powers:
     """P^i and P^-i mod 2^64 for i < length, grown on demand (polynomial hashing of spans by prefix sums)."""
 
@@ -132,8 +99,8 @@ def word_hashes(text: str) -> np.ndarray:
     """64-bit hashes of the words of `text` (as WORD_RE.findall(text.lower()) would split them), computed
     without a per-word Python call: code points are classified by table lookup, word boundaries found with
     numpy, and each word hashed as a polynomial over its code points from prefix sums."""
-    codes = np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    classes = _char_classes()[codes]
+    codes = fold_table()[np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)]
+    classes = char_classes()[codes]
     word = classes == 1
     single = classes == 2
     previous_word = np.concatenate(([False], word[:-1]))

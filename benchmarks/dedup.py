@@ -1,0 +1,312 @@
+"""Near-duplicate removal on the webmix bench corpus: llamaprep's Beam MinHash stage vs datatrove's MinHash
+pipeline, same input, same shingles (word 5-grams with the same word definition), permutations and bands.
+
+    python benchmarks/dedup.py --limit-shards 2
+
+Each side runs in its own subprocess (datatrove from a separate virtual environment, `--datatrove-python`,
+so it cannot disturb ours; install it with `python3 -m venv /work/venv-datatrove &&
+/work/venv-datatrove/bin/pip install datatrove regex`), reading the same shards and writing, for every
+document, its predicted cluster and whether it was removed. This parent process then scores both against
+the ground truth (`webmix-truth.jsonl.gz`):
+
+* removal precision: a removed document is correct when its cluster's survivor derives from the same
+  original (same truth `cluster`); per similarity band, by the word-5-gram Jaccard of the removed document
+  to its survivor (the truth file's definition);
+* recall: a near_dup (exact_dup) is found when it lands in the same predicted cluster as its original;
+  per band of its truth `jaccard5`;
+* throughput: documents per CPU-second of the side's process tree (docs/s per core), wall time, peak RSS.
+
+Both sides use one process (the in-process Beam runner; datatrove's local executor with one task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BANDS = [(0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0), (1.0, 1.01)]
+DEFAULT_DATATROVE_PYTHON = "/work/venv-datatrove/bin/python"
+
+
+# ---------------------------------------------------------------- the two sides (run in subprocesses)
+
+
+def _iter_jsonl(paths: list[str]):
+    for path in paths:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+
+def run_ours(shards: list[str], out: str, params: dict) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from filters.document import Document
+    from pipelines.dedup import MinHashDedup, MinHashDedupConfig
+    from pipelines.runners import run_pipeline
+
+    def read(path: str):
+        for row in _iter_jsonl([path]):
+            yield Document(id=row["id"], text=row["text"], source=row["source"], url=row.get("url"))
+
+    def build(pipeline: beam.Pipeline) -> None:
+        config = MinHashDedupConfig(
+            ngram=params["ngram"], num_perm=params["bands"] * params["rows"], seed=params["seed"],
+            bands=params["bands"], rows=params["rows"], threshold=params["threshold"], max_rounds=params["max_rounds"],
+        )  # fmt: skip
+        out_ = pipeline | beam.Create(shards) | beam.Reshuffle() | beam.FlatMap(read) | MinHashDedup(config)
+        kept = out_["kept"] | "K" >> beam.Map(
+            lambda d: json.dumps({"id": d.id, "cluster": d.dup_cluster, "removed": 0})
+        )
+        removed = out_["rejected"] | "R" >> beam.Map(
+            lambda r: json.dumps({"id": r.doc.id, "cluster": r.doc.dup_cluster, "removed": 1})
+        )
+        (kept, removed) | beam.Flatten() | beam.io.WriteToText(out, shard_name_template="")
+
+    run_pipeline(build, PipelineOptions([]), FnApiRunner())
+
+
+def run_datatrove(shards: list[str], out: str, params: dict) -> None:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    from filters.words import WORD_RE
+
+    class SameWords(WordTokenizer):
+        """llamaprep's word definition, so both sides shingle the same words."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return WORD_RE.findall(text.lower())
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
+
+    work = tempfile.mkdtemp(prefix="datatrove-")
+    data = os.path.join(work, "data")
+    os.makedirs(data)
+    for shard in shards:
+        os.symlink(shard, os.path.join(data, os.path.basename(shard)))
+    config = MinhashConfig(
+        n_grams=params["ngram"], num_buckets=params["bands"], hashes_per_bucket=params["rows"], seed=params["seed"]
+    )
+
+    def reader():
+        return JsonlReader(data, glob_pattern="*.jsonl.gz", doc_progress=False)
+
+    def row(removed: int):
+        def adapter(self, doc) -> dict:
+            cluster = doc.metadata.get("minhash_cluster_id", -1)
+            return {"id": doc.id, "cluster": f"dt-{cluster}" if cluster != -1 else doc.id, "removed": removed}
+
+        return adapter
+
+    def run(steps, tasks: int = 1):
+        LocalPipelineExecutor(pipeline=steps, tasks=tasks, workers=1, logging_dir=os.path.join(work, "logs"),
+                              skip_completed=False).run()  # fmt: skip
+
+    run([reader(), MinhashDedupSignature(os.path.join(work, "sigs"), config=config, language=SameWords())])
+    # one task per band (datatrove's requirement), run one after the other by the single worker
+    run(
+        [MinhashDedupBuckets(os.path.join(work, "sigs"), os.path.join(work, "buckets"), config=config)],
+        config.num_buckets,
+    )
+    run([MinhashDedupCluster(os.path.join(work, "buckets"), os.path.join(work, "remove"), config=config,
+                             save_cluster_id=True)])  # fmt: skip
+    run([
+        reader(),
+        MinhashDedupFilter(os.path.join(work, "remove"), load_cluster_ids=True,
+                           exclusion_writer=JsonlWriter(os.path.join(work, "out"), "removed.jsonl", adapter=row(1),
+                                                        compression=None)),
+        JsonlWriter(os.path.join(work, "out"), "kept.jsonl", adapter=row(0), compression=None),
+    ])  # fmt: skip
+    with open(out, "w") as target:
+        for name in ("kept.jsonl", "removed.jsonl"):
+            with open(os.path.join(work, "out", name)) as f:
+                target.write(f.read())
+
+
+# ---------------------------------------------------------------- measurement and scoring (parent)
+
+
+def measure(command: list[str]) -> dict:
+    """Run a side; CPU seconds (user+sys of the process tree), wall seconds and peak RSS."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command[0]} side failed with status {status}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+CJK = "\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+    "\u0900-\u0dff\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u200c\u200d"
+)
+TRUTH_TOKEN_RE = re.compile(f"[{CJK}]|(?:[^\\W{CJK}]|[{MARKS}])+")
+
+
+def jaccard5(a: str, b: str) -> float:
+    """The bench README's Jaccard definition (word 5-gram sets), so bands mean the same as in the truth."""
+
+    def shingles(text: str) -> set:
+        t = TRUTH_TOKEN_RE.findall(text.lower())
+        return set(zip(t, t[1:], t[2:], t[3:], t[4:], strict=False)) if len(t) >= 5 else ({tuple(t)} if t else set())
+
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / len(x | y) if (x or y) else 1.0
+
+
+def band_of(value: float) -> str | None:
+    for low, high in BANDS:
+        if low <= value < high:
+            return f"{low:.1f}-{min(high, 1.0):.1f}" if high <= 1.0 else "1.0 (exact)"
+    return None
+
+
+def score(predictions: str, truth: dict, texts: dict) -> dict:
+    """Precision (by band of J to the survivor), recall (by band of the truth J) and F1."""
+    cluster, removed = {}, set()
+    with open(predictions) as f:
+        for line in f:
+            row = json.loads(line)
+            cluster[row["id"]] = row["cluster"]
+            if row["removed"]:
+                removed.add(row["id"])
+    missing = set(truth) - set(cluster)
+    if missing:
+        raise SystemExit(f"{len(missing)} documents missing from {predictions}")
+    survivor = {}
+    for doc_id, label in cluster.items():
+        if doc_id not in removed:
+            survivor[label] = doc_id
+    precision = defaultdict(lambda: [0, 0])  # band -> [correct, removed]
+    for doc_id in removed:
+        keeper = survivor[cluster[doc_id]]
+        correct = truth[doc_id]["cluster"] == truth[keeper]["cluster"]
+        band = band_of(jaccard5(texts[doc_id], texts[keeper])) or "<0.5"
+        for key in (band, "all"):
+            precision[key][0] += correct
+            precision[key][1] += 1
+    recall = defaultdict(lambda: [0, 0])  # band -> [found, total]
+    for doc_id, row in truth.items():
+        if row["kind"] not in ("near_dup", "exact_dup") or row["cluster"] not in truth:
+            continue
+        band = band_of(row["jaccard5"])
+        found = cluster[doc_id] == cluster[row["cluster"]]
+        for key in (band, "all"):
+            recall[key][0] += found
+            recall[key][1] += 1
+    return {"precision": dict(precision), "recall": dict(recall), "removed": len(removed)}
+
+
+def f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def report(results: dict, docs: int) -> None:
+    names = list(results)
+    print(f"\n{'band':<12}" + "".join(f"{n + ' P':>12}{n + ' R':>12}{n + ' F1':>12}" for n in names))
+    for band in [band_of(low) for low, _ in BANDS] + ["<0.5", "all"]:
+        cells = ""
+        for name in names:
+            p_cor, p_tot = results[name]["precision"].get(band, [0, 0])
+            r_cor, r_tot = results[name]["recall"].get(band, [0, 0])
+            p = p_cor / p_tot if p_tot else float("nan")
+            r = r_cor / r_tot if r_tot else float("nan")
+            cells += f"{p:>12.3f}{r:>12.3f}{f1(p, r) if p_tot and r_tot else float('nan'):>12.3f}"
+        print(f"{band:<12}" + cells)
+    print()
+    for name in names:
+        m = results[name]
+        print(
+            f"{name:>10}: removed {m['removed']}, {docs / m['cpu_s']:.0f} docs/s per core "
+            f"({m['cpu_s']:.1f} CPU s, {m['wall_s']:.1f} s wall), peak RSS {m['peak_rss_mb']:.0f} MB"
+        )
+    if "llamaprep" in results and "datatrove" in results:
+        ours, theirs = results["llamaprep"], results["datatrove"]
+        ratio = (docs / ours["cpu_s"]) / (docs / theirs["cpu_s"])
+        f1s = {}
+        for name in ("llamaprep", "datatrove"):
+            p_cor, p_tot = results[name]["precision"]["all"]
+            r_cor, r_tot = results[name]["recall"]["all"]
+            f1s[name] = f1(p_cor / p_tot, r_cor / r_tot)
+        print(
+            f"throughput ratio llamaprep/datatrove: {ratio:.2f}x per core; "
+            f"F1 {f1s['llamaprep']:.3f} vs {f1s['datatrove']:.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", default=str(ROOT.parent / "shared/bench"), help="the webmix bench folder")
+    parser.add_argument("--limit-shards", type=int, default=13, help="use the first N of the 13 shards")
+    parser.add_argument("--ngram", type=int, default=5)
+    parser.add_argument("--bands", type=int, default=9, help="default 9x13: datasketch's optimum for J=0.8, 128 perms")
+    parser.add_argument("--rows", type=int, default=13)
+    parser.add_argument(
+        "--threshold", type=float, default=0.8, help="llamaprep's verify threshold (unused unless verify)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-rounds", type=int, default=20, help="llamaprep connected-components rounds")
+    parser.add_argument("--datatrove-python", default=DEFAULT_DATATROVE_PYTHON, help="python of datatrove's venv")
+    parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument("--side", choices=["llamaprep", "datatrove"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--shards", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    params = {k: getattr(args, k) for k in ("ngram", "bands", "rows", "threshold", "seed", "max_rounds")}
+    if args.side:
+        (run_ours if args.side == "llamaprep" else run_datatrove)(args.shards, args.out, params)
+        return
+
+    shards = sorted(str(p) for p in Path(args.bench, "webmix").glob("webmix-*.jsonl.gz"))[: args.limit_shards]
+    texts = {row["id"]: row["text"] for row in _iter_jsonl(shards)}
+    with gzip.open(Path(args.bench, "webmix-truth.jsonl.gz"), "rt") as f:
+        truth = {row["id"]: row for row in map(json.loads, f) if row["id"] in texts}
+    print(
+        f"{len(texts)} documents from {len(shards)} shards, {sum(map(len, texts.values())) / 1e6:.1f} M chars; {params}"
+    )
+    sides = {"llamaprep": sys.executable}
+    if not args.skip_datatrove:
+        sides["datatrove"] = args.datatrove_python
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, python in sides.items():
+            out = os.path.join(tmp, f"{name}.jsonl")
+            command = [python, str(Path(__file__).resolve()), "--side", name, "--out", out, "--shards", *shards]
+            command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
+            usage = measure(command)
+            results[name] = {**score(out, truth, texts), **usage}
+    report(results, len(texts))
+
+
+if __name__ == "__main__":
+    main()
