@@ -198,10 +198,13 @@ def test_minhash_finds_readme_version_clusters(tmp_path, verify):
         f"recall {recall:.3f}"
     )
     # Versions of different READMEs share almost no 5-grams, so any cross-README merge is a bug: precision
-    # must be (near) perfect. Recall is bounded by real rewrites (a README rewritten from scratch starts a
-    # new chain), measured at 0.58-0.6 here; the floor catches a broken LSH/CC (which gives < 0.2).
+    # must be (near) perfect. Recall is bounded by the histories themselves: a version whose Jaccard to
+    # every other version is below 0.7 (a rewrite) starts a new cluster, so even a perfect threshold-0.7
+    # clustering splits each README into several chains. Measured: 0.51 (0.50 with verify); all singletons
+    # would give 0 and clusters broken at every other version about 0.1, so the floor 0.4 catches a
+    # broken LSH, banding or connected-components step.
     assert precision >= 0.98
-    assert recall >= 0.45
+    assert recall >= 0.4
     assert len(kept) + len(rejected) == len(docs)
     assert sum(d.dup_cluster_size for d in kept) == len(docs)
     assert all(r.reason == "minhash_dedup.near_duplicate" for r in rejected)
