@@ -8,7 +8,8 @@ Multilingual behaviour: words are whitespace tokens, except that each CJK ideogr
 word (see `filters.text_stats`), so word-count and repetition rules mean about the same amount of text in
 Chinese or Japanese. The stop-word rule is English (the paper's list) and applies only to documents whose
 `language` is in `stop_words_languages` or unknown; the mean-word-length rule ignores CJK single-character
-words (it is undefined for scripts written without spaces).
+words and is skipped when they are the majority (word length is undefined for scripts written without
+spaces).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
         return "word_count"
 
     spaced_words = [w for w in words if not is_cjk_char(w) and not is_symbol_word(w)]
-    if spaced_words:
+    if len(spaced_words) * 2 >= n_words:  # undefined for text mostly in unspaced (CJK) script
         mean_length = sum(map(len, spaced_words)) / len(spaced_words)
         if not config.min_avg_word_length <= mean_length <= config.max_avg_word_length:
             return "mean_word_length"

@@ -22,7 +22,8 @@ from typing import ClassVar
 from filters.base import ConfigError, Stage
 from filters.document import Document, Rejection
 
-_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
+_LINE_BREAKS = ("\r\n", "\r", "\x0b", "\x0c", "\x85", "\u2028", "\u2029")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Zero-width joiner/non-joiner are format characters that spell words in Persian, Indic scripts and
 # emoji sequences: removing them would change the text, so they survive the format-character purge.
 _KEEP_FORMAT = frozenset("\u200c\u200d")
@@ -30,37 +31,49 @@ _NONCHARACTERS = frozenset(chr(c) for c in range(0xFDD0, 0xFDF0)) | frozenset(
     chr(plane << 16 | low) for plane in range(17) for low in (0xFFFE, 0xFFFF)
 )
 # Unicode space separators (category Zs) other than U+0020: no-break, Ogham, en/em/thin, ideographic...
-_SPACE_SEPARATORS = "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
-_SPACE_RUN = re.compile(rf"[ {_SPACE_SEPARATORS}]+")
-_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
-_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
+_SPACE_CHARS = "\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+_SPACE_RUN = re.compile("  +")  # a literal prefix: `re` then scans with a fast substring search
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 _NORMAL_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 
 
+def _is_invisible(char: str) -> bool:
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return char not in "\t\n"
+    if category == "Cf":
+        return char not in _KEEP_FORMAT
+    return category == "Cs" or char in _NONCHARACTERS
+
+
 @lru_cache(maxsize=1)
-def _invisible_char_pattern() -> re.Pattern[str]:
-    """Control (Cc, except tab and newline), format (Cf, except ZWJ/ZWNJ), surrogate (Cs, from broken
-    JSON escapes: they cannot be written as UTF-8) and noncharacter code points."""
-    drop = []
-    for code in range(0x110000):
-        char = chr(code)
-        category = unicodedata.category(char)
-        if (
-            (category == "Cc" and char not in "\t\n")
-            or (category == "Cf" and char not in _KEEP_FORMAT)
-            or category == "Cs"
-            or char in _NONCHARACTERS
-        ):
-            drop.append(code)
-    ranges = []
-    start = prev = drop[0]
-    for code in drop[1:]:
-        if code != prev + 1:
-            ranges.append((start, prev))
-            start = code
-        prev = code
-    ranges.append((start, prev))
-    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+def _invisible_chars() -> tuple[re.Pattern[str], frozenset[str]]:
+    """Control (Cc, except tab and newline), format (Cf, except ZWJ/ZWNJ), surrogate (Cs, from broken JSON
+    escapes: they cannot be written as UTF-8) and noncharacter code points: a regex for those in the Basic
+    Multilingual Plane and a set for the astral ones. Kept apart because `re` matches a BMP-only class
+    with a bitmap, but a class with astral ranges is ten times slower on every character."""
+    drop = [code for code in range(0x110000) if _is_invisible(chr(code))]
+    ranges: list[tuple[int, int]] = []
+    for code in drop:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+
+    bmp = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges if b <= 0xFFFF)
+    astral = frozenset(chr(code) for a, b in ranges if a > 0xFFFF for code in range(a, b + 1))
+    return re.compile(f"[{bmp}]"), astral
+
+
+def remove_invisible(text: str) -> str:
+    """Drop control, format (except ZWJ/ZWNJ), surrogate and noncharacter code points."""
+    if text.isascii():
+        return _ASCII_CONTROLS.sub("", text)
+    bmp, astral = _invisible_chars()
+    text = bmp.sub("", text)
+    for char in astral.intersection(_ASTRAL.findall(text)):  # astral characters are few, even in emoji text
+        text = text.replace(char, "")
+    return text
 
 
 @dataclass
@@ -84,16 +97,27 @@ class NormalizeConfig:
 def normalize_text(text: str, config: NormalizeConfig | None = None) -> str:
     """The normalized text (idempotent: `normalize_text(normalize_text(t)) == normalize_text(t)`)."""
     config = config or NormalizeConfig()
-    text = _LINE_BREAKS.sub("\n", text)
+    for line_break in _LINE_BREAKS:  # str.replace is a fast C scan; most texts contain none of these
+        if line_break in text:
+            text = text.replace(line_break, "\n")
     if config.remove_invisible:
-        text = _invisible_char_pattern().sub("", text)
+        text = remove_invisible(text)
     text = unicodedata.normalize(config.form, text)
     if config.collapse_spaces:
-        text = _SPACE_RUN.sub(" ", text)
-    text = _TRAILING_SPACE.sub("", text)
+        if not text.isascii():
+            for space in _SPACE_CHARS:  # a few fast substring scans beat one slow character-class regex
+                if space in text:
+                    text = text.replace(space, " ")
+        if "  " in text:
+            text = _SPACE_RUN.sub(" ", text)
+    strip_chars = " \t" if config.collapse_spaces else " \t" + _SPACE_CHARS
     if config.strip_lines:
-        text = _LEADING_SPACE.sub("", text)
-    text = re.sub(f"\n{{{config.max_blank_lines + 2},}}", "\n" * (config.max_blank_lines + 1), text)
+        text = "\n".join(line.strip(strip_chars) for line in text.split("\n"))
+    else:
+        text = "\n".join(line.rstrip(strip_chars) for line in text.split("\n"))
+    blank_run = "\n" * (config.max_blank_lines + 2)
+    if blank_run in text:
+        text = re.sub(f"{blank_run}\n*", "\n" * (config.max_blank_lines + 1), text)
     if config.strip_document:
         text = text.strip()
     return text
