@@ -6,14 +6,20 @@ preprocessing the `quality` stage applies when scoring), empty ones are counted 
 class is downsampled to the size of the smaller one (balanced classes, so the classifier's 0.5 means
 "as likely one as the other"), each class is split into train and held-out parts, and fastText trains
 single-threaded with a fixed seed, which makes the model file a deterministic function of the inputs.
+
+Each training runs in a fresh (spawned) process: fasttext 0.9.3 is not reproducible when it trains several
+models in one process (the third identical `train_supervised` call in a process gave a different model or
+"Encountered NaN"), while a fresh process gives byte-identical models every time.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from filters.classifier_metrics import BinaryReport, binary_report
@@ -90,6 +96,24 @@ def balanced_split(
     return train, valid
 
 
+def _fasttext_train(train_file: str, output: str, params: TrainingParams) -> None:
+    import fasttext
+
+    model = fasttext.train_supervised(
+        input=train_file,
+        epoch=params.epoch,
+        lr=params.lr,
+        wordNgrams=params.word_ngrams,
+        dim=params.dim,
+        minCount=params.min_count,
+        bucket=params.bucket,
+        seed=params.seed,
+        thread=1,
+        verbose=0,
+    )
+    model.save_model(output)
+
+
 def train_quality_model(
     positives: Iterable[str], negatives: Iterable[str], output: str, params: TrainingParams | None = None
 ) -> TrainingResult:
@@ -112,20 +136,13 @@ def train_quality_model(
         train_file = os.path.join(tmp, "train.txt")
         with open(train_file, "w", encoding="utf-8") as f:
             f.writelines(f"{names[label]} {line}\n" for label, line in train)
-        model = fasttext.train_supervised(
-            input=train_file,
-            epoch=params.epoch,
-            lr=params.lr,
-            wordNgrams=params.word_ngrams,
-            dim=params.dim,
-            minCount=params.min_count,
-            bucket=params.bucket,
-            seed=params.seed,
-            thread=1,
-            verbose=0,
-        )
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    model.save_model(output)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            try:
+                pool.submit(_fasttext_train, train_file, output, params).result()
+            except RuntimeError as error:
+                raise ValueError(f"fastText training failed ({error}); a lower learning rate usually helps") from None
+    model = fasttext.load_model(output)
     scores = predict_label_probability(model, [line for _, line in valid], POSITIVE_LABEL)
     report = binary_report([label for label, _ in valid], scores, params.threshold)
     return TrainingResult(

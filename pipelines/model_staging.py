@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from filters.model_files import register_remote_fetcher
 
 CACHE_DIR_NAME = "llamaprep-models"
+UNCOMPRESSED = CompressionTypes.UNCOMPRESSED
 
 
 def fetch_to_local(url: str, cache_dir: str | None = None) -> str:
@@ -34,7 +35,10 @@ def fetch_to_local(url: str, cache_dir: str | None = None) -> str:
         raise FileNotFoundError(f"model file not found: {url}")
     handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
     try:
-        with os.fdopen(handle, "wb") as out, FileSystems.open(url, compression_type=CompressionTypes.UNCOMPRESSED) as src:
+        with (
+            os.fdopen(handle, "wb") as out,
+            FileSystems.open(url, compression_type=CompressionTypes.UNCOMPRESSED) as src,
+        ):
             shutil.copyfileobj(src, out, length=1 << 20)
         os.replace(partial, local)
     finally:

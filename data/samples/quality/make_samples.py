@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from pathlib import Path
 
 from filters.fasttext_model import load_model, packaged_lid_model_path, predict_top, single_line
@@ -55,6 +54,11 @@ def gutenberg_body(text: str) -> str:
     return text[text.index("\n", start) + 1 : end]
 
 
+def read_gz(path: Path) -> str:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
 def write(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -64,9 +68,9 @@ def write(path: Path, records: list[dict]) -> None:
 
 def main() -> None:
     sources = {
-        "debian-policy": gzip.open(SHARED / "quality/debian-policy_4.6.2.0_policy.txt.gz", "rt").read(),
-        "debian-faq": gzip.open(SHARED / "langid/debian-faq.en.txt.gz", "rt").read(),
-        "botchan": gutenberg_body(gzip.open(SHARED / "quality/botchan.txt.gz", "rt").read()),
+        "debian-policy": read_gz(SHARED / "quality/debian-policy_4.6.2.0_policy.txt.gz"),
+        "debian-faq": read_gz(SHARED / "langid/debian-faq.en.txt.gz"),
+        "botchan": gutenberg_body(read_gz(SHARED / "quality/botchan.txt.gz")),
     }
     for name, text in sources.items():
         records = [{"id": f"{name}-{i:04d}", "text": c, "source": name} for i, c in enumerate(chunks(text))]
@@ -81,7 +85,9 @@ def main() -> None:
         for d, (language, score) in zip(docs, predictions, strict=True)
         if language == "en" and score >= 0.5
     ]
-    write(OUT / "positive" / "cc-2019-30-en-prose.jsonl.gz", [d for d in english if prose_share(d["text"]) >= PROSE_MIN])
+    write(
+        OUT / "positive" / "cc-2019-30-en-prose.jsonl.gz", [d for d in english if prose_share(d["text"]) >= PROSE_MIN]
+    )
     write(
         OUT / "negative" / "cc-2019-30-en-non-prose.jsonl.gz",
         [d for d in english if prose_share(d["text"]) < NON_PROSE_MAX],

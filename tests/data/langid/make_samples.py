@@ -56,7 +56,8 @@ def main() -> None:
                 body = entry["text"].split("\n", 1)[-1]
                 records.append({"source": "udhr", "language": code, "text": body[:400]})
     for name, code in FAQ_LANGUAGES.items():
-        text = gzip.open(SHARED / f"debian-faq.{name}.txt.gz", "rt", encoding="utf-8").read()
+        with gzip.open(SHARED / f"debian-faq.{name}.txt.gz", "rt", encoding="utf-8") as f:
+            text = f.read()
         records += [{"source": "debian-faq", "language": code, "text": p} for p in faq_passages(text)]
     with gzip.open(OUT, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
