@@ -31,7 +31,11 @@ def fetch_to_local(url: str, cache_dir: str | None = None) -> str:
     local = os.path.join(cache_dir, f"{digest}-{posixpath.basename(url.rstrip('/'))}")
     if os.path.exists(local):
         return local
-    if not FileSystems.exists(url):
+    try:
+        found = FileSystems.exists(url)
+    except ValueError as error:  # no Beam filesystem for the scheme (e.g. gs:// without apache-beam[gcp])
+        raise FileNotFoundError(f"cannot read model {url}: {error}") from None
+    if not found:
         raise FileNotFoundError(f"model file not found: {url}")
     handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
     try:
