@@ -9,9 +9,6 @@ e.g. on the DCLM human labels: `--labeled dclm.jsonl.gz --label-field label`.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import os
 from collections.abc import Iterator
 
 from filters.base import ConfigError
@@ -19,38 +16,7 @@ from filters.classifier_metrics import binary_report
 from filters.document import Document
 from filters.quality import QualityClassifier, QualityConfig
 from filters.quality_training import TrainingParams, train_quality_model
-
-TEXT_SUFFIXES = (".txt", ".txt.gz")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
-
-
-def _files(inputs: list[str]) -> Iterator[str]:
-    for path in inputs:
-        if os.path.isdir(path):
-            for root, _, names in sorted(os.walk(path)):
-                yield from (os.path.join(root, name) for name in sorted(names) if not name.startswith("."))
-        else:
-            yield path
-
-
-def iter_documents_from(inputs: list[str], fmt: str | None = None) -> Iterator[Document]:
-    """Documents of JSONL(.gz) files (one object a line, `text` plus other fields as metadata) and text
-    files (one document each), or of directories holding them."""
-    for path in _files(inputs):
-        opener = gzip.open if path.endswith(".gz") else open
-        kind = fmt or ("jsonl" if path.endswith(JSONL_SUFFIXES) else "text" if path.endswith(TEXT_SUFFIXES) else "")
-        if kind == "text":
-            with opener(path, "rt", encoding="utf-8") as f:
-                yield Document(id=path, text=f.read(), source=path)
-        elif kind == "jsonl":
-            with opener(path, "rt", encoding="utf-8") as f:
-                for number, line in enumerate(f):
-                    record = json.loads(line)
-                    text = record.pop("text")
-                    doc_id = str(record.pop("id", f"{path}:{number}"))
-                    yield Document(id=doc_id, text=text, source=str(record.pop("source", path)), metadata=record)
-        else:
-            raise ConfigError(f"{path}: unknown input format (expected .jsonl[.gz] or .txt[.gz], or give --format)")
+from pipelines.readers import iter_documents_from
 
 
 def _texts(inputs: list[str], fmt: str | None) -> Iterator[str]:
