@@ -75,8 +75,8 @@ class LanguageIdentifier(Stage):
     def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
         if self._model is None:
             self.setup()
-        lines = [single_line(doc.text).strip() for doc in docs]
-        to_predict = [i for i, line in enumerate(lines) if line]
+        lines = [single_line(doc.text) for doc in docs]
+        to_predict = [i for i, line in enumerate(lines) if line.strip()]
         predictions = dict(zip(to_predict, predict_top(self._model, [lines[i] for i in to_predict]), strict=True))
         results: list[Document | Rejection] = []
         for i, doc in enumerate(docs):

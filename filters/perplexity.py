@@ -115,11 +115,15 @@ class PerplexityStage(Stage):
             raise ConfigError("the perplexity stage needs KenLM: pip install 'llamaprep[kenlm]'") from None
         import sentencepiece
 
+        loaded: dict[tuple[str, str], tuple[Any, Any]] = {}  # one load per distinct pair of files
         models = {}
         for language in self.config.languages or [ANY_LANGUAGE]:
-            lm_path, sp_path = self._paths(language)
-            sentence_piece = sentencepiece.SentencePieceProcessor(model_file=local_model_path(sp_path))
-            models[language] = (sentence_piece, kenlm.Model(local_model_path(lm_path)))
+            paths = self._paths(language)
+            if paths not in loaded:
+                lm_path, sp_path = paths
+                sentence_piece = sentencepiece.SentencePieceProcessor(model_file=local_model_path(sp_path))
+                loaded[paths] = (sentence_piece, kenlm.Model(local_model_path(lm_path)))
+            models[language] = loaded[paths]
         self._models = models
 
     def _models_for(self, doc: Document) -> tuple[Any, Any] | None:

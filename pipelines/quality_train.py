@@ -9,11 +9,17 @@ e.g. on the DCLM human labels: `--labeled dclm.jsonl.gz --label-field label`.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+
+from apache_beam.io.filesystems import FileSystems
 
 from filters.base import ConfigError
 from filters.classifier_metrics import binary_report
 from filters.document import Document
+from filters.model_files import is_url
 from filters.quality import QualityClassifier, QualityConfig
 from filters.quality_training import TrainingParams, train_quality_model
 from pipelines.readers import iter_documents_from
@@ -46,12 +52,17 @@ def run_train(args: argparse.Namespace) -> int:
         bucket=args.bucket,
         threshold=args.threshold,
     )
-    try:
-        result = train_quality_model(
-            _texts(args.positive, args.format), _texts(args.negative, args.format), args.output, params
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    with tempfile.TemporaryDirectory(prefix="llamaprep-quality-") as tmp:
+        local_output = os.path.join(tmp, "quality.bin") if is_url(args.output) else args.output
+        try:
+            result = train_quality_model(
+                _texts(args.positive, args.format), _texts(args.negative, args.format), local_output, params
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if local_output != args.output:
+            with open(local_output, "rb") as src, FileSystems.create(args.output) as out:
+                shutil.copyfileobj(src, out, length=1 << 20)
     print(result.format())
     print(f"model written to {args.output}")
     return 0
@@ -90,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--positive", nargs="+", required=True, help="inputs of positive documents")
     train.add_argument("--negative", nargs="+", required=True, help="inputs of negative documents")
-    train.add_argument("--output", required=True, help="where to write the fastText model (.bin)")
+    train.add_argument("--output", required=True, help="where to write the fastText model (.bin; local or URL)")
     train.add_argument("--format", default=None, help="input format when it cannot be told from the file names")
     train.add_argument("--seed", type=int, default=defaults.seed, help="sampling and fastText seed")
     train.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction, help="held-out share")

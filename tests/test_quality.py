@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from pathlib import Path
@@ -15,10 +14,8 @@ from filters.classifier_metrics import binary_report, roc_auc
 from filters.document import Document, Rejection
 from filters.quality import QualityClassifier, QualityConfig, pareto_keep, quality_text
 from filters.quality_training import TrainingParams, train_quality_model
-from pipelines import quality_train
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "quality"
-DCLM = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "quality" / "dclm_majority_dev.jsonl.gz"
 FAST = TrainingParams(epoch=10, dim=32, bucket=20_000)
 
 
@@ -112,27 +109,3 @@ def test_roc_auc_and_report():
     assert roc_auc([1, 1, 0, 0], [0.9, 0.2, 0.3, 0.1]) == 0.75
     report = binary_report([1, 1, 0, 0], [0.9, 0.2, 0.6, 0.1], threshold=0.5)
     assert (report.precision, report.recall, report.accuracy) == (0.5, 0.5, 0.5)
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    quality_train.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_train_command_prints_report_and_eval_scores_dclm_labels(tmp_path, capsys):
-    output = tmp_path / "quality.bin"
-    positive, negative = str(SAMPLES / "positive"), str(SAMPLES / "negative")
-    argv = ["quality", "train", "--positive", positive, "--negative", negative, "--output", str(output)]
-    assert run_cli([*argv, "--epoch", "10", "--dim", "32", "--bucket", "20000"]) == 0
-    printed = capsys.readouterr().out
-    for metric in ("precision", "recall", "F1", "ROC-AUC", "held-out"):
-        assert metric in printed
-    assert output.exists()
-    if DCLM.exists():
-        assert run_cli(["quality", "eval", "--model", str(output), "--labeled", str(DCLM)]) == 0
-        printed = capsys.readouterr().out
-        assert "120 positive, 98 negative" in printed
-        auc = float(printed.split("ROC-AUC")[1].split()[0])
-        assert auc > 0.55  # better than chance on human labels (0.636 with the default settings)
