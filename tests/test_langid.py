@@ -19,6 +19,7 @@ from pathlib import Path
 import fasttext
 import pytest
 
+from filters import fasttext_model
 from filters.base import ConfigError, build_config
 from filters.document import Document, Rejection
 from filters.fasttext_model import packaged_lid_model_path
@@ -138,3 +139,17 @@ def test_language_partition_key():
     assert language_partition_key(Document(id="b", text="", source="s", language="zh-hans")) == "zh-hans"
     assert language_partition_key(Document(id="c", text="", source="s", language="x/../y")) == "x____y"
     assert language_partition_key(Document(id="d", text="", source="s")) == "unknown"
+
+
+def test_model_is_loaded_once_per_process(monkeypatch, samples):
+    """Two stage instances (e.g. two DoFn instances in one worker) and many batches: one model load."""
+    loads = []
+    real_load = fasttext.load_model
+    monkeypatch.setattr(fasttext_model, "_models", {})
+    monkeypatch.setattr(fasttext, "load_model", lambda path: loads.append(path) or real_load(path))
+    stages = [LanguageIdentifier(), LanguageIdentifier()]
+    for stage in stages:
+        stage.setup()
+        for start in range(0, 60, 20):
+            stage.process_batch(documents(samples[start : start + 20]))
+    assert len(loads) == 1

@@ -22,6 +22,10 @@ DCLM = REPO.parent / "shared" / "corpora" / "quality" / "dclm_majority_dev.jsonl
 SMALL = ["--epoch", "10", "--dim", "32", "--bucket", "20000"]
 
 
+def shard_rows(directory: Path) -> list[dict]:
+    return pa.concat_tables(read_shard(p) for p in shard_paths(str(directory))).to_pylist()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, str]:
     from pipelines.cli import main
@@ -54,7 +58,7 @@ def test_prepare_annotations_equal_direct_fasttext(cli, trained, tmp_path):
     out = tmp_path / "prepared"
     sets = ["--set", "langid.languages=en", "--set", f"quality.model_path={trained}"]
     assert cli("prepare", CC_JSONL, "--output", out, "--stages", "langid,quality", *sets, "--keep-rejected") == 0
-    kept = pa.concat_tables(read_shard(p) for p in shard_paths(str(out))).to_pylist()
+    kept = shard_rows(out)
     rejected = pa.concat_tables(read_shard(p) for p in shard_paths(str(out), "rejected")).to_pylist()
     assert kept and rejected
 
@@ -77,3 +81,16 @@ def test_prepare_annotations_equal_direct_fasttext(cli, trained, tmp_path):
     assert low_quality and all(row["language"] == "en" and row["quality_score"] < 0.5 for row in low_quality)
     counts = read_manifest(str(out))["counts"]
     assert counts["kept"] == len(kept) and counts["dropped_total"] == len(rejected)
+
+
+@pytest.mark.slow
+def test_portable_runner_workers_load_the_packaged_and_given_models(cli, trained, tmp_path, portable_runner_args):
+    """Workers of the portable runner (the path of Dataflow Runner v2, Flink, Spark) find the packaged
+    lid.176 and the user's quality model, and annotate exactly as the in-process runner."""
+    common = ["--stages", "langid,quality", "--set", f"quality.model_path={trained}", "--limit", "150"]
+    assert cli("prepare", CC_JSONL, "--output", tmp_path / "local", *common) == 0
+    assert cli("prepare", CC_JSONL, "--output", tmp_path / "portable", *common, *portable_runner_args) == 0
+    key = ("id", "language", "language_score", "quality_score")
+    local = sorted(tuple(row[k] for k in key) for row in shard_rows(tmp_path / "local"))
+    portable = sorted(tuple(row[k] for k in key) for row in shard_rows(tmp_path / "portable"))
+    assert local and portable == local
