@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from filters.base import ConfigError, Stage
 from filters.document import Document, Rejection
-from filters.text_stats import count_words, sentence_end_pattern
+from filters.text_stats import CJK_CHARS, count_words, sentence_end_pattern
 
 C4_END_MARKS = [".", "?", "!", '"', "。", "！", "？"]
 C4_POLICY_SUBSTRINGS = [
@@ -39,7 +39,6 @@ C4_POLICY_SUBSTRINGS = [
     "use cookies",
 ]
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
-_CJK_AND_SPACE = "\\s\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 
 
 @dataclass
@@ -80,7 +79,7 @@ class C4Result:
 
 @lru_cache(maxsize=16)
 def _long_word_pattern(max_word_length: int) -> re.Pattern[str]:
-    return re.compile(rf"[^{_CJK_AND_SPACE}]{{{max_word_length + 1}}}")
+    return re.compile(rf"[^\s{CJK_CHARS}]{{{max_word_length + 1}}}")
 
 
 @lru_cache(maxsize=16)

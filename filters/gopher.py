@@ -171,22 +171,50 @@ def duplicate_fractions(elements: Sequence[str]) -> tuple[float, float]:
 
 
 def word_hashes_and_lengths(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes and character lengths of the words of `text`, computed chunk by chunk so a huge
-    document never exists as one giant list of Python strings."""
-    hashes, lengths = [], []
+    """64-bit hashes and character lengths of the words of `text` (`split_words`), computed chunk by
+    chunk so a huge document never exists as one giant list of Python strings or byte arrays. ASCII text
+    (the common huge case) is hashed with numpy, without a Python string per word."""
+    hash_chunk = _ascii_chunk_hashes if text.isascii() else _str_chunk_hashes  # one scheme per document
+    hashes, lengths = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     start = 0
     while start < len(text):
         end = min(start + _CHUNK_CHARS, len(text))
         if end < len(text):  # move the cut to a word boundary so no word is split
             boundary = TOKEN_BOUNDARY.search(text, end)
             end = boundary.start() if boundary else len(text)
-        words = split_words(text[start:end])
-        hashes.append(np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64))
-        lengths.append(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+        chunk_hashes, chunk_lengths = hash_chunk(text[start:end])
+        hashes.append(chunk_hashes)
+        lengths.append(chunk_lengths)
         start = end
-    if not hashes:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     return np.concatenate(hashes), np.concatenate(lengths)
+
+
+def _str_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
+    words = split_words(chunk)
+    hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    return hashes, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+
+
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True  # what str.split() splits on
+# Tabulation (Zobrist) hashing: a word hashes to the XOR of one random 64-bit entry per (position mod 64,
+# byte), mixed with its length. Fixed seed: hashes are stable across processes.
+_TABULATION = np.random.default_rng(0x60F4E5).integers(0, 2**63, size=(64, 256), dtype=np.int64).view(np.uint64)
+
+
+def _ascii_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(chunk.encode("ascii"), dtype=np.uint8)
+    positions = np.flatnonzero(~_ASCII_SPACE[data]).astype(np.int32)
+    if len(positions) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    is_start = np.ones(len(positions), dtype=bool)
+    is_start[1:] = positions[1:] != positions[:-1] + 1
+    starts = np.flatnonzero(is_start)
+    lengths = np.diff(np.append(starts, len(positions)))
+    offset_in_word = np.arange(len(positions), dtype=np.int32) - np.repeat(starts, lengths).astype(np.int32)
+    entries = _TABULATION[offset_in_word % 64, data[positions]]
+    hashes = np.bitwise_xor.reduceat(entries, starts) ^ (lengths.astype(np.uint64) * _HASH_MULTIPLIER)
+    return hashes, lengths.astype(np.int64)
 
 
 def _ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
@@ -203,6 +231,23 @@ def _ngram_chars(lengths: np.ndarray, n: int) -> np.ndarray:
     return cumulative[n:] - cumulative[:-n]
 
 
+def _sorted_runs(ngrams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of `ngrams` (sorted) and how often each occurs: a sort plus a linear pass, the
+    cheapest exact count numpy offers (np.unique with indices is several times slower)."""
+    ordered = np.sort(ngrams)
+    starts = np.concatenate(([0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1))
+    counts = np.diff(np.concatenate((starts, [len(ordered)])))
+    return ordered[starts], counts
+
+
+def _occurs_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Boolean mask: which `values` are in `sorted_set` (binary search, no extra sort of `values`)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    found = np.searchsorted(sorted_set, values)
+    return sorted_set[np.minimum(found, len(sorted_set) - 1)] == values
+
+
 def top_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) -> float:
     """Characters covered by the most frequent repeated n-gram (count x its length) / all word characters.
     An n-gram seen only once is not "repeated" and scores 0, so short documents are not penalised."""
@@ -210,12 +255,13 @@ def top_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) ->
     if len(word_hashes) < n or total == 0:
         return 0.0
     ngrams = _ngram_hashes(word_hashes, n)
-    _, first_index, counts = np.unique(ngrams, return_index=True, return_counts=True)
-    top = counts.max()
+    values, counts = _sorted_runs(ngrams)
+    top = int(counts.max())
     if top < 2:
         return 0.0
-    chars = _ngram_chars(lengths, n)[first_index[counts == top]].max()
-    return float(top * chars / total)
+    tied = values[counts == top]
+    chars = int(_ngram_chars(lengths, n)[_occurs_in(ngrams, tied)].max())
+    return top * chars / total
 
 
 def dup_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) -> float:
@@ -226,9 +272,12 @@ def dup_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) ->
     if n_words < n or total == 0:
         return 0.0
     ngrams = _ngram_hashes(word_hashes, n)
-    _, inverse, counts = np.unique(ngrams, return_inverse=True, return_counts=True)
+    values, counts = _sorted_runs(ngrams)
+    repeated = values[counts > 1]
+    if len(repeated) == 0:
+        return 0.0
     starts = np.zeros(n_words, dtype=np.int64)
-    starts[: len(ngrams)] = counts[inverse] > 1
+    starts[: len(ngrams)] = _occurs_in(ngrams, repeated)
     cumulative = np.concatenate(([0], np.cumsum(starts)))
     positions = np.arange(1, n_words + 1)
     covering = cumulative[positions] - cumulative[np.maximum(positions - n, 0)]  # duplicate starts covering
@@ -256,9 +305,15 @@ def gopher_repetition_reason(text: str, config: GopherRepetitionConfig) -> str |
     for n, max_frac in zip(config.top_ngram_sizes, config.top_ngram_max_fracs, strict=True):
         if top_ngram_char_frac(word_hashes, lengths, n) > max_frac:
             return f"top_{n}gram_char_frac"
-    for n, max_frac in zip(config.dup_ngram_sizes, config.dup_ngram_max_fracs, strict=True):
-        if dup_ngram_char_frac(word_hashes, lengths, n) > max_frac:
+    # Words covered by duplicate (n+1)-grams are covered by duplicate n-grams too, so the fraction never
+    # grows with n: once it is under every threshold still to check, the larger n cannot fail.
+    dup_rules = sorted(zip(config.dup_ngram_sizes, config.dup_ngram_max_fracs, strict=True))
+    for index, (n, max_frac) in enumerate(dup_rules):
+        frac = dup_ngram_char_frac(word_hashes, lengths, n)
+        if frac > max_frac:
             return f"dup_{n}gram_char_frac"
+        if all(frac <= later for _, later in dup_rules[index + 1 :]):
+            break
     return None
 
 

@@ -13,16 +13,19 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
-# Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP + extensions).
-_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_WORD_RE = re.compile(rf"[{_CJK_CHARS}]|[^\s{_CJK_CHARS}]+")
-_CJK_RE = re.compile(rf"[{_CJK_CHARS}]")
+# Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP blocks only: the
+# rare astral extensions stay inside their whitespace token, and a BMP-only class is a fast bitmap in `re`).
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD_RE = re.compile(rf"[{CJK_CHARS}]|[^\s{CJK_CHARS}]+")
+_CJK_RE = re.compile(rf"[{CJK_CHARS}]")
 # A position where a token cannot continue across: before whitespace or before a CJK character.
-TOKEN_BOUNDARY = re.compile(rf"[\s{_CJK_CHARS}]")
+TOKEN_BOUNDARY = re.compile(rf"[\s{CJK_CHARS}]")
 
 
 def split_words(text: str) -> list[str]:
     """Whitespace-separated tokens, with each CJK ideograph or kana as a token of its own."""
+    if text.isascii() or not _CJK_RE.search(text):
+        return text.split()
     return _WORD_RE.findall(text)
 
 
