@@ -23,7 +23,15 @@ import numpy as np
 
 from filters.base import ConfigError, Stage
 from filters.document import Document, Rejection
-from filters.text_stats import TOKEN_BOUNDARY, count_words, has_alpha, is_cjk_char, is_symbol_word, split_words
+from filters.text_stats import (
+    ASCII_WHITESPACE,
+    TOKEN_BOUNDARY,
+    count_words,
+    has_alpha,
+    is_cjk_char,
+    is_symbol_word,
+    split_words,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Quality filter
@@ -195,8 +203,6 @@ def _str_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
     return hashes, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
 
 
-_ASCII_SPACE = np.zeros(256, dtype=bool)
-_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True  # what str.split() splits on
 # Tabulation (Zobrist) hashing: a word hashes to the XOR of one random 64-bit entry per (position mod 64,
 # byte), mixed with its length. Fixed seed: hashes are stable across processes.
 _TABULATION = np.random.default_rng(0x60F4E5).integers(0, 2**63, size=(64, 256), dtype=np.int64).view(np.uint64)
@@ -204,7 +210,7 @@ _TABULATION = np.random.default_rng(0x60F4E5).integers(0, 2**63, size=(64, 256),
 
 def _ascii_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(chunk.encode("ascii"), dtype=np.uint8)
-    positions = np.flatnonzero(~_ASCII_SPACE[data]).astype(np.int32)
+    positions = np.flatnonzero(~ASCII_WHITESPACE[data]).astype(np.int32)
     if len(positions) == 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     is_start = np.ones(len(positions), dtype=bool)

@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+import numpy as np
+
 # Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP blocks only: the
 # rare astral extensions stay inside their whitespace token, and a BMP-only class is a fast bitmap in `re`).
 CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -20,6 +22,9 @@ _WORD_RE = re.compile(rf"[{CJK_CHARS}]|[^\s{CJK_CHARS}]+")
 _CJK_RE = re.compile(rf"[{CJK_CHARS}]")
 # A position where a token cannot continue across: before whitespace or before a CJK character.
 TOKEN_BOUNDARY = re.compile(rf"[\s{CJK_CHARS}]")
+# Byte -> is it whitespace, for numpy scans of ASCII text: exactly the ASCII characters str.split() splits on.
+ASCII_WHITESPACE = np.zeros(256, dtype=bool)
+ASCII_WHITESPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
 
 def split_words(text: str) -> list[str]:
