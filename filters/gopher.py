@@ -26,6 +26,7 @@ from filters.document import Document, Rejection
 from filters.text_stats import (
     ASCII_WHITESPACE,
     TOKEN_BOUNDARY,
+    contains_cjk,
     count_words,
     has_alpha,
     is_cjk_char,
@@ -83,7 +84,8 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
     if n_words < config.min_doc_words or n_words == 0:
         return "word_count"
 
-    spaced_words = [w for w in words if not is_cjk_char(w) and not is_symbol_word(w)]
+    cjk = contains_cjk(text)
+    spaced_words = [w for w in words if not is_symbol_word(w) and not (cjk and is_cjk_char(w))]
     if len(spaced_words) * 2 >= n_words:  # undefined for text mostly in unspaced (CJK) script
         mean_length = sum(map(len, spaced_words)) / len(spaced_words)
         if not config.min_avg_word_length <= mean_length <= config.max_avg_word_length:
@@ -102,7 +104,7 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
         if sum(line.endswith(("...", "…")) for line in lines) / len(lines) > config.max_ellipsis_lines_ratio:
             return "ellipsis_lines"
 
-    if sum(map(has_alpha, words)) / n_words < config.min_alpha_words_ratio:
+    if sum(1 for w in words if has_alpha(w)) / n_words < config.min_alpha_words_ratio:
         return "alpha_words"
 
     if config.min_stop_words > 0 and (language is None or language in config.stop_words_languages):
