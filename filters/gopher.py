@@ -182,9 +182,10 @@ def duplicate_fractions(elements: Sequence[str]) -> tuple[float, float]:
 
 def word_hashes_and_lengths(text: str) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hashes and character lengths of the words of `text` (`split_words`), computed chunk by
-    chunk so a huge document never exists as one giant list of Python strings or byte arrays. ASCII text
-    (the common huge case) is hashed with numpy, without a Python string per word."""
-    hash_chunk = _ascii_chunk_hashes if text.isascii() else _str_chunk_hashes  # one scheme per document
+    chunk so a huge document never exists as one giant list of Python strings or arrays. Text whose words
+    are separated by ASCII whitespace only (no CJK, no exotic spaces: nearly all text after `normalize`)
+    is hashed on its UTF-8 bytes with numpy, without creating a Python string per word."""
+    hash_chunk = _utf8_chunk_hashes if _splits_on_ascii_whitespace(text) else _str_chunk_hashes
     hashes, lengths = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     start = 0
     while start < len(text):
@@ -199,30 +200,40 @@ def word_hashes_and_lengths(text: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(hashes), np.concatenate(lengths)
 
 
+def _splits_on_ascii_whitespace(text: str) -> bool:
+    """True if `split_words(text)` is a split on ASCII whitespace only (one hashing scheme per document)."""
+    if text.isascii():
+        return True
+    return not contains_cjk(text) and not any(space in text for space in _NON_ASCII_WHITESPACE)
+
+
 def _str_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
     words = split_words(chunk)
     hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
     return hashes, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
 
 
-# Tabulation (Zobrist) hashing: a word hashes to the XOR of one random 64-bit entry per (position mod 64,
+_NON_ASCII_WHITESPACE = [chr(c) for c in range(128, 0x3001) if chr(c).isspace()]
+# Tabulation (Zobrist) hashing: a word hashes to the XOR of one random 64-bit entry per (byte offset mod 64,
 # byte), mixed with its length. Fixed seed: hashes are stable across processes.
 _TABULATION = np.random.default_rng(0x60F4E5).integers(0, 2**63, size=(64, 256), dtype=np.int64).view(np.uint64)
 
 
-def _ascii_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
-    data = np.frombuffer(chunk.encode("ascii"), dtype=np.uint8)
+def _utf8_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(chunk.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     positions = np.flatnonzero(~ASCII_WHITESPACE[data]).astype(np.int32)
     if len(positions) == 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     is_start = np.ones(len(positions), dtype=bool)
     is_start[1:] = positions[1:] != positions[:-1] + 1
     starts = np.flatnonzero(is_start)
-    lengths = np.diff(np.append(starts, len(positions)))
-    offset_in_word = np.arange(len(positions), dtype=np.int32) - np.repeat(starts, lengths).astype(np.int32)
-    entries = _TABULATION[offset_in_word % 64, data[positions]]
-    hashes = np.bitwise_xor.reduceat(entries, starts) ^ (lengths.astype(np.uint64) * _HASH_MULTIPLIER)
-    return hashes, lengths.astype(np.int64)
+    byte_lengths = np.diff(np.append(starts, len(positions)))
+    offset_in_word = np.arange(len(positions), dtype=np.int32) - np.repeat(starts, byte_lengths).astype(np.int32)
+    word_bytes = data[positions]
+    entries = _TABULATION[offset_in_word % 64, word_bytes]
+    hashes = np.bitwise_xor.reduceat(entries, starts) ^ (byte_lengths.astype(np.uint64) * _HASH_MULTIPLIER)
+    char_lengths = np.add.reduceat((word_bytes & 0xC0) != 0x80, starts, dtype=np.int64)  # skip continuation bytes
+    return hashes, char_lengths
 
 
 def _ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:

@@ -189,7 +189,7 @@ def test_vectorised_ngram_fractions_match_the_definition_on_real_text():
             assert dup_ngram_char_frac(hashes, lengths, n) == pytest.approx(reference_dup_ngram_char_frac(words, n))
 
 
-@pytest.mark.parametrize("middle", [" ", " 中文字符 "])  # the ASCII (numpy) and the general path
+@pytest.mark.parametrize("middle", [" ", " café ", " 中文字符 ", " \u3000 "])  # numpy and str paths
 def test_word_hashing_is_chunked_without_splitting_words(monkeypatch, middle):
     text = BY_ID[CITY_DOGS]["text"] + middle + BY_ID[CITY_DOGS]["text"]
     whole = word_hashes_and_lengths(text)
@@ -197,7 +197,7 @@ def test_word_hashing_is_chunked_without_splitting_words(monkeypatch, middle):
     chunked = word_hashes_and_lengths(text)
     assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])
     assert list(whole[1]) == [len(w) for w in split_words(text)]
-    half = len(whole[0]) // 2 if middle == " " else (len(whole[0]) - 4) // 2
+    half = (len(whole[0]) - len(split_words(middle))) // 2
     assert np.array_equal(whole[0][:half], whole[0][-half:])  # equal words hash equally
 
 
