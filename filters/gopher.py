@@ -279,7 +279,8 @@ def top_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) ->
     if top < 2:
         return 0.0
     tied = values[counts == top]
-    chars = int(_ngram_chars(lengths, n)[_occurs_in(ngrams, tied)].max())
+    occurrences = ngrams == tied[0] if len(tied) == 1 else _occurs_in(ngrams, tied)
+    chars = int(_ngram_chars(lengths, n)[occurrences].max())
     return top * chars / total
 
 
