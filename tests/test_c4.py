@@ -151,3 +151,8 @@ def test_long_words_and_huge_single_line():
     huge = sentence * (50_000_000 // len(sentence))
     outcome = c4_clean(huge, C4Config())
     assert outcome.reason is None and outcome.lines_kept == 1 and len(outcome.text) > 49_000_000
+
+
+@pytest.mark.parametrize("text", ["", "\n \n", "\x00 \ud800 broken surrogate in a line that ends well."])
+def test_degenerate_input_gets_a_reason(text):
+    assert c4_clean(text, C4Config()).reason in ("no_lines_left", "too_few_sentences")

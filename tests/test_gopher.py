@@ -211,3 +211,11 @@ def test_fifty_megabyte_single_line_documents():
     random.seed(0)
     shuffled = " ".join(random.choices(source, k=300_000))  # ~2 MB of varied words: every n-gram rule runs
     assert gopher_repetition_reason(shuffled, GopherRepetitionConfig()) is None
+
+
+@pytest.mark.parametrize("text", ["", "\n\n \t", "\x00\x01 \ud800 broken \udfff surrogates \ufffd"])
+def test_degenerate_input_gets_a_verdict_not_an_error(text):
+    assert gopher_quality_reason(text, GopherQualityConfig()) == "word_count"
+    assert gopher_repetition_reason(text, GopherRepetitionConfig()) is None  # nothing repeated
+    hashes, lengths = word_hashes_and_lengths(text)
+    assert len(hashes) == len(lengths) == len(split_words(text))
