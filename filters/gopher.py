@@ -31,6 +31,7 @@ from filters.text_stats import (
     has_alpha,
     is_cjk_char,
     is_symbol_word,
+    nonempty_lines,
     split_words,
 )
 
@@ -77,7 +78,8 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
     Cost is linear in the text and bounded: words are counted with an early stop at `max_doc_words`, so
     a huge document is rejected before it is split into words.
     """
-    if count_words(text, limit=config.max_doc_words + 1) > config.max_doc_words:
+    # Each word takes at least one character, so only a longer text needs the bounded count first.
+    if len(text) > config.max_doc_words and count_words(text, limit=config.max_doc_words + 1) > config.max_doc_words:
         return "word_count"
     words = split_words(text)
     n_words = len(words)
@@ -96,7 +98,7 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
     if (text.count("...") + text.count("…")) / n_words > config.max_ellipsis_word_ratio:
         return "ellipsis_ratio"
 
-    lines = [stripped for line in text.split("\n") if (stripped := line.strip())]
+    lines = nonempty_lines(text)
     if lines:
         bullets = tuple(config.bullets)
         if bullets and sum(line.startswith(bullets) for line in lines) / len(lines) > config.max_bullet_lines_ratio:

@@ -1,9 +1,9 @@
 """Word splitting and small text measurements shared by the heuristic filters.
 
 The published heuristics (Gopher, C4) count whitespace-separated words, which makes every Chinese or
-Japanese line a single "word". Here each Han, kana or CJK-punctuation-free ideograph counts as one word
-instead, so word-count rules mean roughly the same amount of text in every script; for space-separated
-scripts the split is exactly a whitespace split. All functions are linear in the text length.
+Japanese line a single "word". Here each CJK ideograph or kana counts as one word instead, so word-count
+rules mean roughly the same amount of text in every script; for space-separated scripts the split is
+exactly `str.split()`. All functions are linear in the text length.
 """
 
 from __future__ import annotations
@@ -76,10 +76,14 @@ def nonempty_lines(text: str) -> list[str]:
     return [stripped for line in text.split("\n") if (stripped := line.strip())]
 
 
+_QUOTES = "\"'”’「」『』"
+
+
 def sentence_end_pattern(end_marks: Iterable[str]) -> re.Pattern[str]:
     """Regex matching one sentence end: a run of end marks, optional closing quotes or brackets, then
     whitespace or the end of the line. CJK full stops end a sentence without a following space. Quote marks
-    (which C4 accepts as line endings) are not sentence ends on their own."""
+    (which C4 accepts as line endings) are not sentence ends on their own; multi-character marks only count
+    as line endings."""
     marks = sorted(set(end_marks) - set(_QUOTES))
     spaced = "".join(re.escape(m) for m in marks if len(m) == 1 and not _is_fullwidth(m))
     unspaced = "".join(re.escape(m) for m in marks if len(m) == 1 and _is_fullwidth(m))
@@ -89,9 +93,6 @@ def sentence_end_pattern(end_marks: Iterable[str]) -> re.Pattern[str]:
     if unspaced:
         parts.append(rf"[{unspaced}]+[」』”’）]*")
     return re.compile("|".join(parts) if parts else r"(?!x)x")
-
-
-_QUOTES = "\"'”’「」『』"
 
 
 def _is_fullwidth(char: str) -> bool:
