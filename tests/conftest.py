@@ -78,3 +78,11 @@ def portable_runner_args() -> Iterator[list[str]]:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory) -> Path:
+    """The bundled web samples through the default `prepare` stages, rejected documents kept."""
+    out = tmp_path_factory.mktemp("prepared") / "sample"
+    assert run_cli("prepare", WEB, "--output", out, "--keep-rejected", "--target-shard-mb", "1") == 0
+    return out

@@ -85,7 +85,7 @@ def test_pipeline_counts_every_kind_of_bad_record(tmp_path, cli):
     ("args", "message"),
     [
         (["--output", "OUT", "MISSING/*.jsonl"], "matches no file"),
-        (["--output", "OUT", "--set", "gopher_quality.min_words=many", "IN"], "expected int"),
+        (["--output", "OUT", "--set", "gopher_quality.min_doc_words=many", "IN"], "expected int"),
         (["--output", "OUT", "--set", "nosuchstage.x=1", "IN"], "unknown stage"),
         (["--output", "OUT", "--stages", "normalize,bogus", "IN"], "unknown stage"),
         (["--output", "OUT", "--no_such_beam_flag=1", "IN"], "unknown option --no_such_beam_flag"),

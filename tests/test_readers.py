@@ -20,10 +20,17 @@ from pipelines.readers import check_inputs, iter_documents_from, parse_input
 from tests.conftest import CC_JSONL, WARC_0, WARC_1, WET
 
 
-def records(path, config=ReaderConfig(), data=None):
-    raw = io.BytesIO(data) if data is not None else open(path, "rb")
-    with raw:
+def records(path, config=None, data=None):
+    config = config or ReaderConfig()
+    if data is not None:
+        return list(parse_stream(io.BytesIO(data), str(path), config))
+    with open(path, "rb") as raw:
         return list(parse_stream(raw, str(path), config))
+
+
+def cc_lines():
+    with gzip.open(CC_JSONL, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def documents(items):
@@ -41,7 +48,7 @@ def test_detect_format_from_names():
 
 
 def test_jsonl_reads_every_line_with_fields_mapped():
-    lines = [json.loads(line) for line in gzip.open(CC_JSONL, "rt", encoding="utf-8")]
+    lines = cc_lines()
     docs = documents(records(CC_JSONL))
     assert len(docs) == len(lines) == 697
     assert [d.id for d in docs] == [line["id"] for line in lines]
@@ -76,7 +83,7 @@ def test_wet_conversion_records():
 
 
 def test_parquet_and_zstd_jsonl_read_the_same_documents(tmp_path):
-    lines = [json.loads(line) for line in gzip.open(CC_JSONL, "rt", encoding="utf-8")][:50]
+    lines = cc_lines()[:50]
     for line in lines:
         line["metadata"] = json.dumps(line["metadata"])
         line.pop("attributes", None)
