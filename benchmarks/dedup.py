@@ -233,7 +233,7 @@ def f1(p: float, r: float) -> float:
 
 def report(results: dict, docs: int) -> None:
     names = list(results)
-    print(f"\n{'band':<12}" + "".join(f"{n + ' P':>12}{n + ' R':>12}{n + ' F1':>12}" for n in names))
+    print(f"\n{'band':<12}" + "".join(f"{n + ' P':>14}{n + ' R':>14}{n + ' F1':>14}" for n in names))
     for band in [band_of(low) for low, _ in BANDS] + ["<0.5", "all"]:
         cells = ""
         for name in names:
@@ -241,7 +241,7 @@ def report(results: dict, docs: int) -> None:
             r_cor, r_tot = results[name]["recall"].get(band, [0, 0])
             p = p_cor / p_tot if p_tot else float("nan")
             r = r_cor / r_tot if r_tot else float("nan")
-            cells += f"{p:>12.3f}{r:>12.3f}{f1(p, r) if p_tot and r_tot else float('nan'):>12.3f}"
+            cells += f"{p:>14.3f}{r:>14.3f}{f1(p, r) if p_tot and r_tot else float('nan'):>14.3f}"
         print(f"{band:<12}" + cells)
     print()
     for name in names:
@@ -251,17 +251,20 @@ def report(results: dict, docs: int) -> None:
             f"({m['cpu_s']:.1f} CPU s, {m['wall_s']:.1f} s wall), peak RSS {m['peak_rss_mb']:.0f} MB"
         )
     if "llamaprep" in results and "datatrove" in results:
-        ours, theirs = results["llamaprep"], results["datatrove"]
-        ratio = (docs / ours["cpu_s"]) / (docs / theirs["cpu_s"])
-        f1s = {}
-        for name in ("llamaprep", "datatrove"):
-            p_cor, p_tot = results[name]["precision"]["all"]
-            r_cor, r_tot = results[name]["recall"]["all"]
-            f1s[name] = f1(p_cor / p_tot, r_cor / r_tot)
-        print(
-            f"throughput ratio llamaprep/datatrove: {ratio:.2f}x per core; "
-            f"F1 {f1s['llamaprep']:.3f} vs {f1s['datatrove']:.3f}"
-        )
+        ratio, f1s = comparison(results, docs)
+        print(f"throughput ratio llamaprep/datatrove: {ratio:.2f}x per core; F1 {f1s[0]:.3f} vs {f1s[1]:.3f}")
+
+
+def overall_f1(result: dict) -> float:
+    p_cor, p_tot = result["precision"]["all"]
+    r_cor, r_tot = result["recall"]["all"]
+    return f1(p_cor / p_tot, r_cor / r_tot)
+
+
+def comparison(results: dict, docs: int) -> tuple[float, tuple[float, float]]:
+    """(llamaprep/datatrove docs-per-CPU-second ratio, (llamaprep F1, datatrove F1))."""
+    ours, theirs = results["llamaprep"], results["datatrove"]
+    return theirs["cpu_s"] / ours["cpu_s"], (overall_f1(ours), overall_f1(theirs))
 
 
 def main() -> None:
@@ -274,7 +277,7 @@ def main() -> None:
     parser.add_argument(
         "--threshold", type=float, default=0.8, help="llamaprep's verify threshold (unused unless verify)"
     )
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1", help="comma-separated permutation seeds; one run per seed")
     parser.add_argument("--max-rounds", type=int, default=20, help="llamaprep connected-components rounds")
     parser.add_argument("--datatrove-python", default=DEFAULT_DATATROVE_PYTHON, help="python of datatrove's venv")
     parser.add_argument("--skip-datatrove", action="store_true")
@@ -282,7 +285,8 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--shards", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    params = {k: getattr(args, k) for k in ("ngram", "bands", "rows", "threshold", "seed", "max_rounds")}
+    params = {k: getattr(args, k) for k in ("ngram", "bands", "rows", "threshold", "max_rounds")}
+    params["seed"] = int(args.seeds.split(",")[0])
     if args.side:
         (run_ours if args.side == "llamaprep" else run_datatrove)(args.shards, args.out, params)
         return
@@ -297,15 +301,29 @@ def main() -> None:
     sides = {"llamaprep": sys.executable}
     if not args.skip_datatrove:
         sides["datatrove"] = args.datatrove_python
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, python in sides.items():
-            out = os.path.join(tmp, f"{name}.jsonl")
-            command = [python, str(Path(__file__).resolve()), "--side", name, "--out", out, "--shards", *shards]
-            command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
-            usage = measure(command)
-            results[name] = {**score(out, truth, texts), **usage}
-    report(results, len(texts))
+    summary = []
+    for seed in map(int, args.seeds.split(",")):
+        params["seed"] = seed
+        print(f"\n== seed {seed}: {params}")
+        results = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, python in sides.items():
+                out = os.path.join(tmp, f"{name}.jsonl")
+                command = [python, str(Path(__file__).resolve()), "--side", name, "--out", out, "--shards", *shards]
+                command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items() if k != "seed"]
+                command += [f"--seeds={seed}"]
+                usage = measure(command)
+                results[name] = {**score(out, truth, texts), **usage}
+        report(results, len(texts))
+        if len(results) == 2:
+            summary.append(comparison(results, len(texts)))
+    if len(summary) > 1:
+        ratios = [ratio for ratio, _ in summary]
+        ours, theirs = ([f1s[i] for _, f1s in summary] for i in (0, 1))
+        print(
+            f"\nmean over {len(summary)} seeds: F1 llamaprep {sum(ours) / len(ours):.3f}, datatrove "
+            f"{sum(theirs) / len(theirs):.3f}; throughput ratio {sum(ratios) / len(ratios):.2f}x per core"
+        )
 
 
 if __name__ == "__main__":
