@@ -166,11 +166,6 @@ def lean_minhash(sig: np.ndarray, seed: int) -> LeanMinHash:
     return LeanMinHash(seed=seed, hashvalues=sig, scheme=SCHEME)
 
 
-def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
-    """Fraction of equal signature positions: the MinHash estimate of the Jaccard similarity."""
-    return float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
-
-
 @lru_cache(maxsize=32)
 def optimal_bands(
     threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5

@@ -27,7 +27,7 @@ from filters.base import ConfigError, build_config
 from filters.document import Document
 from filters.exact_dedup import NORMALIZATIONS, check_keep_rule, rank_key, represented, text_key
 from filters.line_dedup import duplicate_occurrences, line_hashes, remove_lines
-from filters.minhash import SHINGLE_TYPES, MinHasher, estimated_jaccard, optimal_bands
+from filters.minhash import SHINGLE_TYPES, MinHasher, lean_minhash, optimal_bands
 from pipelines.connected_components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from pipelines.runners import METRICS_NAMESPACE
 from pipelines.stages import REJECTED_TAG, reject
@@ -273,12 +273,13 @@ def _attach_signature(node: str, joined: Mapping[str, Iterable[Any]]) -> Iterato
 
 
 def _verified_edges(
-    node: str, joined: Mapping[str, Iterable[Any]], threshold: float = 0.0
+    node: str, joined: Mapping[str, Iterable[Any]], threshold: float = 0.0, seed: int = 1
 ) -> Iterator[tuple[str, str]]:
+    """Candidate edges at `node` whose datasketch (LeanMinHash) Jaccard estimate reaches the threshold."""
     for sig in joined["sig"]:
-        mine = np.frombuffer(sig, dtype=np.uint32)
+        mine = lean_minhash(_u32(sig), seed)
         for other, other_sig in joined["edge"]:
-            if estimated_jaccard(mine, np.frombuffer(other_sig, dtype=np.uint32)) >= threshold:
+            if mine.jaccard(lean_minhash(_u32(other_sig), seed)) >= threshold:
                 yield node, other
             else:
                 _counter("minhash_dedup.candidates_rejected").inc()
@@ -343,7 +344,7 @@ class MinHashDedup(_GlobalStage):
             edges = (
                 {"sig": signatures, "edge": with_first}
                 | "JoinSecond" >> beam.CoGroupByKey()
-                | "Verify" >> beam.FlatMapTuple(_verified_edges, config.threshold)
+                | "Verify" >> beam.FlatMapTuple(_verified_edges, config.threshold, config.seed)
             )
         else:
             edges = buckets | "StarEdges" >> beam.FlatMapTuple(lambda _, members: _bucket_edges(members))
