@@ -295,9 +295,7 @@ def main() -> None:
     texts = {row["id"]: row["text"] for row in _iter_jsonl(shards)}
     with gzip.open(Path(args.bench, "webmix-truth.jsonl.gz"), "rt") as f:
         truth = {row["id"]: row for row in map(json.loads, f) if row["id"] in texts}
-    print(
-        f"{len(texts)} documents from {len(shards)} shards, {sum(map(len, texts.values())) / 1e6:.1f} M chars; {params}"
-    )
+    print(f"{len(texts)} documents from {len(shards)} shards, {sum(map(len, texts.values())) / 1e6:.1f} M chars")
     sides = {"llamaprep": sys.executable}
     if not args.skip_datatrove:
         sides["datatrove"] = args.datatrove_python

@@ -3,14 +3,15 @@
 Shingles are word n-grams (default 5, as datatrove and the Gopher/RefinedWeb pipelines use) of the
 lowercased text, with digits folded to 0 and accents stripped (`filters.words.fold_table`, as CCNet and
 datatrove normalize), where a word is a run of letters/digits (combining marks included) and every Han/Kana
-character is a word of its own (`filters.words.WORD_RE`), so CJK text without spaces still gets shingles; `char`
-shingles (character n-grams of the whitespace-collapsed text) are the alternative. A document with
+character is a word of its own (`filters.words.WORD_RE`), so CJK text without spaces still gets shingles;
+`char` shingles (character n-grams of the whitespace-collapsed text) are the alternative. A document with
 fewer than n words has one shingle, all of its words; a document with no word has no signature and is
 never a near-duplicate.
 
-Hashing is vectorized end to end: the regex tokenizer runs in C, words are hashed by xxh3 through
-`map` (no Python-level loop), n-grams are combined with numpy arithmetic, and the permutations are
-applied to a (shingles x num_perm) array at once. The permutation family and its parameters are
+Hashing is vectorized end to end, with no Python code per word: code points are folded and classified by
+table lookup, word boundaries found with numpy, every word hashed as a polynomial of its code points from
+prefix sums (5x faster than `WORD_RE.findall`, which merely splits), n-grams combined with array arithmetic,
+and the permutations applied to a (shingles x num_perm) array at once. The permutation family and its parameters are
 datasketch's default `affine32` scheme (fmix32 pre-mix, then a*h+b mod 2^32 with odd a, parameters drawn
 from `MinHash(num_perm, seed).permutations`), so a signature equals what `MinHash.update_batch` gives for
 the same shingle hashes and wraps into a `LeanMinHash` for datasketch's Jaccard estimate.
