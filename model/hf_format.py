@@ -19,6 +19,8 @@ import torch
 from model.config import ModelArgs
 
 CONFIG_FILE = "config.json"
+# Our params.json, kept inside config.json so from-hf restores multiple_of etc. exactly (HF ignores it).
+PARAMS_KEY = "llamaprep_params"
 SAFETENSORS_FILE = "model.safetensors"
 
 _LAYER_NAMES = {
@@ -121,6 +123,7 @@ def hf_config(args: ModelArgs, bos_id: int = 1, eos_id: int = 2, dtype: str = "f
         "bos_token_id": bos_id,
         "eos_token_id": eos_id,
         "torch_dtype": dtype,
+        PARAMS_KEY: args.to_params(),
     }
 
 
@@ -128,6 +131,10 @@ def model_args_from_hf_config(config: dict) -> ModelArgs:
     """ModelArgs whose SwiGLU width equals the HF `intermediate_size` (a multiple_of that reproduces it
     when one exists, else an exact ffn_dim_multiplier)."""
     dim, intermediate = config["hidden_size"], config["intermediate_size"]
+    if PARAMS_KEY in config:
+        saved = ModelArgs.from_params(config[PARAMS_KEY])
+        if saved.ffn_hidden_dim == intermediate and saved.dim == dim and saved.vocab_size == config["vocab_size"]:
+            return saved
     rope = config.get("rope_parameters") or {}
     base = ModelArgs(
         dim=dim,

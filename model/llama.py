@@ -198,9 +198,12 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def reset_rope(self) -> None:
+        """(Re)build the float32 rotary tables on the parameters' device: after `to_empty`, after loading
+        weights into a meta-device model, and after `.to(bfloat16)`, which would also cast them."""
         cos, sin = rope_tables(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta)
-        self.rope_cos.copy_(cos)
-        self.rope_sin.copy_(sin)
+        device = self.output.weight.device
+        self.rope_cos = cos.to(device)
+        self.rope_sin = sin.to(device)
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         total = sum(p.numel() for p in self.parameters())

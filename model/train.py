@@ -96,7 +96,7 @@ def prepare_model(plan: RunPlan, config: TrainConfig, context: DistributedContex
 
 def autocast(context: DistributedContext, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """bf16 autocast for unsharded GPU runs (sharded ones compute in bf16 through FSDP's policy)."""
-    if dtype == torch.float32 or context.distributed and context.device.type == "cuda":
+    if dtype == torch.float32 or (context.distributed and context.device.type == "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=context.device.type, dtype=dtype)
 
@@ -123,7 +123,8 @@ def validation_loss(
 
 
 def tokenizer_model_path(config_data: str, explicit: str | None) -> Path | None:
-    """The tokenizer to copy into checkpoints: --tokenizer, the manifest's `tokenizer` entry, or DATA/tokenizer.model."""
+    """The tokenizer to copy into checkpoints: --tokenizer, the manifest's `tokenizer` entry (relative to
+    DATA or absolute), or DATA/tokenizer.model."""
     if explicit:
         return Path(explicit)
     manifest = read_token_manifest(config_data)
