@@ -3,6 +3,7 @@ FSDP2 equivalence."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -59,7 +60,7 @@ def test_schedule_values_at_known_steps() -> None:
     assert learning_rate(total - 1, peak, warmup, total) == pytest.approx(0.1 * peak)
     assert learning_rate(total + 10, peak, warmup, total) == pytest.approx(0.1 * peak)
     rates = [learning_rate(s, peak, warmup, total) for s in range(1999, total, 997)]
-    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(rates))
 
 
 def test_paper_optimizer_settings_and_no_decay_on_norms() -> None:
