@@ -35,6 +35,7 @@ _TRAIN_HELP = {
     "activation_checkpointing": "recompute each block's activations in backward (less memory, ~1/3 more compute)",
     "device": "auto (cuda:LOCAL_RANK when available, else cpu), cpu, cuda",
     "dtype": "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16",
+    "threads": "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)",
 }
 
 

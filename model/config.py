@@ -143,6 +143,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     device: str = "auto"  # auto: cuda when available (LOCAL_RANK picks the GPU), else cpu
     dtype: str = "auto"  # auto: bfloat16 autocast on GPU, float32 on CPU
+    threads: int | None = None  # CPU intra-op threads; None: torch's default
 
     def effective_warmup(self) -> int:
         return max(1, min(self.warmup_steps, self.steps // 10))

@@ -147,6 +147,8 @@ def resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:
 
 def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None = None) -> TrainResult:
     """Run (or continue) training; every rank of a torchrun job calls this."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
     context = setup(config.device)
     try:
         return _train(config, context, resolve_resume(config, resume), tokenizer)
