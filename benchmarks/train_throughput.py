@@ -6,7 +6,8 @@ FLOPs per token = 6N (N = parameters outside the embedding table) + 12 * layers 
 PaLM's convention; MFU = achieved FLOP/s / the device's dense bf16 peak (989 TFLOP/s for H100/H200).
 
     python benchmarks/train_throughput.py --config small --seq-len 256 --batch-size 4            # CPU, vs HF
-    python benchmarks/train_throughput.py --config 1B --seq-len 2048 --batch-size 8 --compile    # GPU, MFU
+    python benchmarks/train_throughput.py --config 1B --seq-len 2048 --batch-size 8 --compile \
+        --no-hf --steps 5 --rounds 3 --warmup 3                                                   # GPU, MFU
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vocab-size", type=int, default=None, help="override the config's vocabulary")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, then HF); median taken")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per round")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds, each timing every contender in alternating order; median taken"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation happens here)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
@@ -126,8 +129,9 @@ def main() -> None:
         for _ in range(options.warmup):
             step(batch)
     seconds = {name: [] for name in contenders}
-    for _ in range(options.rounds):
-        for name, step in contenders.items():
+    for round_index in range(options.rounds):
+        order = list(contenders.items())
+        for name, step in order if round_index % 2 == 0 else reversed(order):
             seconds[name].append(timed(step, batch, options.steps))
 
     tokens = options.batch_size * options.seq_len

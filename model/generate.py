@@ -32,9 +32,9 @@ def load_model(
     with torch.device("meta"):
         model = Transformer(args)
     model.load_state_dict(state, assign=True)
-    model.reset_rope()  # the rotary tables are still on the meta device
+    model.freqs_cis = None  # still on the meta device, and a dtype cast would drop its imaginary part
     model.to(device=device, dtype=dtype)
-    model.reset_rope()  # and back to float32 after a cast
+    model.reset_rope()
     return model.eval()
 
 

@@ -30,7 +30,7 @@ def test_state_dict_uses_meta_names_and_leaves_rope_tables_out() -> None:
     expected = {"tok_embeddings.weight", "norm.weight", "output.weight"}
     expected |= {f"layers.{i}.{key}" for i in range(2) for key in META_LAYER_KEYS}
     assert set(model.state_dict()) == expected
-    assert {name for name, _ in model.named_buffers()} == {"rope_cos", "rope_sin"}
+    assert {name for name, _ in model.named_buffers()} == {"freqs_cis"}
 
 
 @pytest.mark.parametrize(
