@@ -162,5 +162,8 @@ def test_fsdp_two_processes_match_one_process(dataset, tmp_path) -> None:
         assert distributed[step] == pytest.approx(loss, rel=1e-5)
     _, single_weights = load_checkpoint(single.checkpoint)
     _, sharded_weights = load_checkpoint(tmp_path / "fsdp" / "checkpoints" / f"step-{steps:07d}")
+    # Adam divides by the gradient's running RMS, so where a gradient is ~0 a summation-order difference can
+    # move a weight by a small fraction of lr (3e-3); elsewhere the weights agree far more closely.
     for key, value in single_weights.items():
-        torch.testing.assert_close(sharded_weights[key], value, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sharded_weights[key], value, rtol=1e-4, atol=3e-4)
+        assert (sharded_weights[key] - value).abs().mean() < 1e-6
