@@ -32,7 +32,7 @@ def load_model(
     with torch.device("meta"):
         model = Transformer(args)
     model.load_state_dict(state, assign=True)
-    model.freqs_cis = None  # still on the meta device, and a dtype cast would drop its imaginary part
+    model.freqs_cis = None  # still on the meta device; rebuilt in float32 after the cast below
     model.to(device=device, dtype=dtype)
     model.reset_rope()
     return model.eval()

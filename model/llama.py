@@ -41,17 +41,27 @@ class RMSNorm(nn.Module):
 
 
 def rope_frequencies(head_dim: int, max_seq_len: int, theta: float) -> torch.Tensor:
-    """exp(i * position * theta^(-2k/head_dim)) as complex64, shape (max_seq_len, head_dim // 2) (RoFormer)."""
+    """(cos, sin) of position * theta^(-2k/head_dim), float32 of shape (max_seq_len, head_dim // 2, 2): the real
+    view of Meta's complex `freqs_cis` (RoFormer's rotary embedding)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.stack((torch.cos(angles), torch.sin(angles)), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2k], x[2k+1]) of x (batch, seq, heads, head_dim), read as complex numbers,
-    by the given angles: one complex multiply, several times faster than the real-valued form."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * freqs_cis[None, :, None, :]).flatten(-2).type_as(x)
+    """Rotate the interleaved pairs (x[2k], x[2k+1]) of x (batch, seq, heads, head_dim) by the table's angles.
+    Eager mode multiplies complex numbers (one kernel, several times faster than the real form on CPU);
+    under torch.compile the real form is used, since Inductor generates no code for complex operators and
+    fuses the real one into a single kernel."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    if torch.compiler.is_compiling():
+        cos, sin = freqs_cis[None, :, None, :, 0], freqs_cis[None, :, None, :, 1]
+        even, odd = pairs[..., 0], pairs[..., 1]
+        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    else:
+        angles = torch.view_as_complex(freqs_cis.float())[None, :, None]
+        rotated = torch.view_as_real(torch.view_as_complex(pairs) * angles)
+    return rotated.flatten(-2).type_as(x)
 
 
 class Attention(nn.Module):
@@ -191,7 +201,7 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def reset_rope(self) -> None:
-        """(Re)build the complex64 rotary table on the parameters' device: after `to_empty`, or after loading
+        """(Re)build the float32 rotary table on the parameters' device: after `to_empty`, or after loading
         weights into a meta-device model (see `model.generate.load_model`)."""
         freqs_cis = rope_frequencies(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta)
         self.freqs_cis = freqs_cis.to(self.output.weight.device)

@@ -9,7 +9,7 @@ import torch
 
 from model.config import NAMED_CONFIGS, PAPER_CONFIGS, ModelArgs, load_model_args
 from model.hf_format import load_hf, save_hf
-from model.llama import Transformer, build_model
+from model.llama import Transformer, apply_rope, build_model, rope_frequencies
 from model.meta_format import load_checkpoint, merge_shards, save_checkpoint
 
 META_LAYER_KEYS = {
@@ -135,6 +135,18 @@ def test_model_parallel_shards_merge_back(tmp_path, embedding_dim: int) -> None:
     loaded_args, loaded = load_checkpoint(tmp_path)
     assert loaded_args == args
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_compiled_and_eager_rotary_forms_agree(monkeypatch) -> None:
+    args = NAMED_CONFIGS["tiny"]
+    x = torch.randn(2, 10, args.n_heads, args.head_dim)
+    table = rope_frequencies(args.head_dim, 10, args.rope_theta)
+    eager = apply_rope(x, table)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(apply_rope(x, table), eager)
+    # Position 0 is the identity, and rotations keep each pair's length.
+    torch.testing.assert_close(eager[:, 0], x[:, 0])
+    torch.testing.assert_close(eager.unflatten(-1, (-1, 2)).norm(dim=-1), x.unflatten(-1, (-1, 2)).norm(dim=-1))
 
 
 def test_forward_rejects_positions_beyond_max_seq_len() -> None:
