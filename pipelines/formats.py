@@ -12,7 +12,6 @@ import ast
 import gzip
 import io
 import json
-import os
 import posixpath
 import re
 import zlib
@@ -213,9 +212,6 @@ def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[
     for line_no, raw_line in enumerate(reader, start=1):
         if not raw_line.strip():
             continue
-        if len(raw_line) > config.max_document_bytes * 2 + 65536:
-            yield Skip("too_large_line", f"{path}:{line_no}: {len(raw_line)} bytes")
-            continue
         line, repaired = decode_utf8(raw_line)
         if repaired:
             yield Repaired("invalid_utf8", f"{path}:{line_no}")
@@ -389,7 +385,3 @@ def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Re
     except READ_ERRORS as error:
         kind = "corrupt_compression" if path.lower().endswith(_COMPRESSED_SUFFIXES) else "corrupt_file"
         yield Skip(kind, f"{path}: {type(error).__name__}: {error}")
-
-
-def local_size(path: str) -> int | None:
-    return os.path.getsize(path) if os.path.exists(path) else None
