@@ -123,12 +123,13 @@ def validation_loss(
 
 
 def tokenizer_model_path(config_data: str, explicit: str | None) -> Path | None:
-    """The tokenizer to copy into checkpoints: --tokenizer, the manifest's `tokenizer` entry (relative to
-    DATA or absolute), or DATA/tokenizer.model."""
+    """The tokenizer to copy into checkpoints: --tokenizer, the manifest's `tokenizer` path (relative to
+    DATA or absolute), or DATA/tokenizer.model; None when none exists."""
     if explicit:
         return Path(explicit)
-    manifest = read_token_manifest(config_data)
-    named = manifest.get("tokenizer")
+    named = read_token_manifest(config_data).get("tokenizer")
+    if isinstance(named, dict):  # `llamaprep tokenize` writes {"path": ..., "sha256": ...}
+        named = named.get("path")
     candidates = [Path(config_data) / named, Path(named)] if isinstance(named, str) else []
     candidates.append(Path(config_data) / TOKENIZER_FILE)
     return next((path for path in candidates if path.is_file()), None)

@@ -20,7 +20,7 @@ from model.config import NAMED_CONFIGS, TrainConfig
 from model.llama import build_model
 from model.meta_format import load_checkpoint
 from model.schedule import learning_rate, parameter_groups
-from model.train import train
+from model.train import tokenizer_model_path, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,6 +109,18 @@ def test_gradient_accumulation_matches_one_big_batch(dataset, tmp_path) -> None:
     accumulated = train(tiny_config(dataset, tmp_path / "accum", steps=3, micro_batch_size=2, batch_tokens=8 * 64))
     for step, loss in whole.losses.items():
         assert accumulated.losses[step] == pytest.approx(loss, rel=1e-5)
+
+
+def test_tokenizer_named_by_the_manifest_is_found(dataset, tmp_path) -> None:
+    model_file = tmp_path / "tok.model"
+    model_file.write_bytes(b"sentencepiece model")
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert tokenizer_model_path(str(data), None) is None
+    (data / "manifest.json").write_text(json.dumps({**manifest, "tokenizer": {"path": str(model_file)}}))
+    assert tokenizer_model_path(str(data), None) == model_file
+    assert tokenizer_model_path(str(data), "other.model") == Path("other.model")
 
 
 def test_batch_tokens_must_divide_into_micro_batches(dataset, tmp_path) -> None:
