@@ -122,6 +122,33 @@ def validation_loss(
     return float(all_reduce_mean(total / batches))
 
 
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: TokenLoader,
+    plan: RunPlan,
+    config: TrainConfig,
+    context: DistributedContext,
+    clip: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update from `grad_accum` micro-batches; returns this rank's mean loss and the global grad norm."""
+    loss_sum = torch.zeros((), device=context.device)
+    for micro in range(plan.grad_accum):
+        batch = torch.from_numpy(loader.next_samples(config.micro_batch_size)).to(context.device, non_blocking=True)
+        if context.distributed:  # reduce-scatter gradients only after the last micro-batch
+            model.set_requires_gradient_sync(micro == plan.grad_accum - 1)
+        with autocast(context, plan.compute_dtype):
+            loss = next_token_loss(model, batch)
+        (loss / plan.grad_accum).backward()
+        loss_sum += loss.detach()
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
+        grad_norm = grad_norm.full_tensor()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / plan.grad_accum, grad_norm
+
+
 def tokenizer_model_path(config_data: str, explicit: str | None) -> Path | None:
     """The tokenizer to copy into checkpoints: --tokenizer, the manifest's `tokenizer` path (relative to
     DATA or absolute), or DATA/tokenizer.model; None when none exists."""
@@ -157,7 +184,9 @@ def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None 
         teardown()
 
 
-def _train(config: TrainConfig, context: DistributedContext, resume_from: Path | None, tokenizer: str | None):
+def _train(
+    config: TrainConfig, context: DistributedContext, resume_from: Path | None, tokenizer: str | None
+) -> TrainResult:
     plan = plan_run(config, context, resume_from)
     args = plan.model_args
     loader = TokenLoader(
@@ -198,26 +227,13 @@ def _train(config: TrainConfig, context: DistributedContext, resume_from: Path |
         lr = learning_rate(step, plan.peak_lr, warmup, config.steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = torch.zeros((), device=context.device)
-        for micro in range(plan.grad_accum):
-            batch = torch.from_numpy(loader.next_samples(config.micro_batch_size)).to(context.device, non_blocking=True)
-            if context.distributed:
-                model.set_requires_gradient_sync(micro == plan.grad_accum - 1)
-            with autocast(context, plan.compute_dtype):
-                loss = next_token_loss(model, batch)
-            (loss / plan.grad_accum).backward()
-            loss_sum += loss.detach()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, grad_norm = optimizer_step(model, optimizer, loader, plan, config, context, clip)
         steps_since_log += 1
         done = step + 1
         last = done == config.steps
 
         if done % config.log_every == 0 or last:
-            step_loss = float(all_reduce_mean(loss_sum / plan.grad_accum))
+            step_loss = float(all_reduce_mean(loss))
             if context.device.type == "cuda":
                 torch.cuda.synchronize(context.device)
             elapsed = time.perf_counter() - timer
