@@ -179,3 +179,27 @@ def test_fsdp_two_processes_match_one_process(dataset, tmp_path) -> None:
     for key, value in single_weights.items():
         torch.testing.assert_close(sharded_weights[key], value, rtol=1e-4, atol=3e-4)
         assert (sharded_weights[key] - value).abs().mean() < 1e-6
+
+
+def test_mixture_and_train_config_options(tmp_path) -> None:
+    from model.cli import parse_mixture, train_config_from_args
+    from pipelines.cli import build_parser
+
+    assert parse_mixture("llama")["commoncrawl"] == 0.67
+    assert sum(parse_mixture("llama").values()) == pytest.approx(1.0)
+    assert parse_mixture("web=0.8, books=0.2") == {"web": 0.8, "books": 0.2}
+    (tmp_path / "mix.toml").write_text("[mixture]\nweb = 3\nbooks = 1\n")
+    assert parse_mixture(str(tmp_path / "mix.toml")) == {"web": 3.0, "books": 1.0}
+    with pytest.raises(ValueError, match="NAME=WEIGHT"):
+        parse_mixture("web")
+    (tmp_path / "train.toml").write_text("steps = 50\nlr = 1e-3\nweight_decay = 0.0\n")
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--train-config", str(tmp_path / "train.toml"), "--lr", "2e-3", "--compile"]
+    )
+    config = train_config_from_args(args)
+    assert (config.steps, config.lr, config.weight_decay, config.compile) == (50, 2e-3, 0.0, True)
+    assert config.beta2 == 0.95 and config.mixture == {}
+    (tmp_path / "bad.toml").write_text("stepz = 5\n")
+    args = build_parser().parse_args(["train", "--data", "d", "--train-config", str(tmp_path / "bad.toml")])
+    with pytest.raises(ValueError, match="stepz"):
+        train_config_from_args(args)
