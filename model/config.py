@@ -69,8 +69,10 @@ class ModelArgs:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ModelArgs:
-        """Read a `params.json` dict; unknown keys (e.g. Meta's `max_batch_size`, `use_scaled_rope`) are
+        """Read a `params.json` dict; keys without a bearing on the weights (e.g. Meta's `max_batch_size`) are
         ignored, and LLaMA-1's `vocab_size: -1` must be overridden by the caller."""
+        if params.get("use_scaled_rope"):
+            raise ValueError("params.json asks for LLaMA 3.1's scaled RoPE, which this model does not implement")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in params.items() if key in names})
 

@@ -57,6 +57,11 @@ def test_config_file_with_llama1_params_json(tmp_path) -> None:
     (tmp_path / "params.json").write_text(json.dumps(params))
     with pytest.raises(ValueError, match="vocab_size"):
         load_model_args(tmp_path / "params.json")
+    (tmp_path / "params.json").write_text(json.dumps({**params, "vocab_size": 256, "use_scaled_rope": True}))
+    with pytest.raises(ValueError, match="scaled RoPE"):
+        load_model_args(tmp_path / "params.json")
+    (tmp_path / "params.json").write_text(json.dumps({**params, "vocab_size": 256, "max_batch_size": 32}))
+    assert load_model_args(tmp_path / "params.json").ffn_hidden_dim == 192
     with pytest.raises(FileNotFoundError, match="named config"):
         load_model_args("no-such-config")
 
