@@ -18,6 +18,8 @@ from filters.base import ConfigError
 COMMAND_MODULES = (
     "pipelines.prepare",
     "pipelines.stats",
+    "tokenizer.cli",
+    "pipelines.tokenize",
 )
 
 
