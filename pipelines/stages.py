@@ -104,3 +104,10 @@ def reject(doc: Document, reason: str) -> Rejection:
     """A rejection from a global stage, counted like per-document ones."""
     count_drop(reason)
     return Rejection(doc, reason)
+
+
+def stage_config_class(name: str) -> type:
+    """The Config dataclass of a per-document or global stage."""
+    if is_global_stage(name):
+        return global_stage_class(name).Config
+    return stage_class(name).Config

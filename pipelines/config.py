@@ -1,0 +1,134 @@
+"""The one configuration of `llamaprep prepare`: a TOML or YAML file plus CLI overrides.
+
+    stages = ["normalize", "gopher_repetition", "gopher_quality"]   # order of application
+    [reader]            # pipelines.formats.ReaderConfig fields
+    [shards]            # ShardConfig fields
+    [gopher_quality]    # one table per stage: the fields of that stage's Config dataclass
+    min_words = 50
+
+Defaults live in the dataclasses (each citing its source); `llamaprep prepare --print-config` prints the
+effective configuration. `--set section.key=value` overrides any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filters.base import ConfigError, build_config
+from pipelines.formats import ReaderConfig
+from pipelines.sinks import DEFAULT_TARGET_SHARD_BYTES
+
+DEFAULT_STAGES: tuple[str, ...] = ("normalize", "c4", "gopher_repetition", "gopher_quality")
+RESERVED_SECTIONS = ("stages", "reader", "shards")
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    target_bytes: int = DEFAULT_TARGET_SHARD_BYTES  # text bytes per shard before compression
+    compression: str = "zstd"  # Arrow IPC buffer compression: zstd, lz4 or none
+
+    def validate(self) -> None:
+        if self.target_bytes <= 0:
+            raise ConfigError("shards.target_bytes must be positive")
+        if self.compression not in ("zstd", "lz4", "none"):
+            raise ConfigError("shards.compression must be zstd, lz4 or none")
+
+
+@dataclass
+class PrepareConfig:
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration, every stage's options filled with defaults (for the manifest)."""
+        from pipelines.stages import stage_config_class
+
+        out: dict[str, Any] = {"stages": list(self.stages)}
+        out["reader"] = _plain(dataclasses.asdict(self.reader))
+        out["shards"] = dataclasses.asdict(self.shards)
+        for name in self.stages:
+            config = build_config(stage_config_class(name), self.stage_options.get(name), name)
+            out[name] = _plain(dataclasses.asdict(config))
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot parse {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of sections")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (values are typed later by the section's dataclass)."""
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        if key == "stages":
+            data["stages"] = [s.strip() for s in value.split(",") if s.strip()]
+            continue
+        section, dot, name = key.partition(".")
+        if not dot or not name:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        data.setdefault(section, {})[name] = value
+    return data
+
+
+def build_prepare_config(data: Mapping[str, Any]) -> PrepareConfig:
+    """Validate a config mapping: stage names, every section's fields and types."""
+    from pipelines.stages import stage_config_class
+
+    stages = list(data.get("stages", DEFAULT_STAGES))
+    if len(set(stages)) != len(stages):
+        raise ConfigError(f"stages lists a stage twice: {stages}")
+    stage_options: dict[str, dict[str, Any]] = {}
+    for section, values in data.items():
+        if section in RESERVED_SECTIONS:
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"section {section!r} must be a table of options")
+        stage_config_class(section)  # unknown section names fail here
+        stage_options[section] = dict(values)
+    for name in stages:
+        build_config(stage_config_class(name), stage_options.get(name), name)
+    return PrepareConfig(
+        stages=stages,
+        reader=build_config(ReaderConfig, data.get("reader"), "reader"),
+        shards=build_config(ShardConfig, data.get("shards"), "shards"),
+        stage_options=stage_options,
+    )
+
+
+def load_prepare_config(path: str | None, overrides: Sequence[str] = ()) -> PrepareConfig:
+    data = read_config_file(path) if path else {}
+    return build_prepare_config(apply_overrides(data, overrides))
+
+
+def dump_config(config: PrepareConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,395 @@
+"""Record parsers for every input format, over an already-opened binary stream.
+
+Each parser yields `Document`s and `Skip`s: a Skip is something that is not a document (a non-HTML WARC
+record) or could not be read (a corrupt gzip tail, a truncated record, a line of invalid JSON). Skips are
+counted and reported by the caller, so nothing is lost silently. Parsers know nothing about Beam; the
+Beam source (`pipelines.readers`) and the local iterator both use them.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import os
+import posixpath
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from filters.base import ConfigError
+from filters.document import Document
+
+FORMATS = ("wet", "warc", "jsonl", "parquet", "text")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How to read inputs. Field paths may be dotted (`metadata.url`); the first present one wins."""
+
+    format: str | None = None  # None: detect from the file name
+    text_field: str = "text"
+    id_fields: tuple[str, ...] = ("id",)
+    url_fields: tuple[str, ...] = ("url", "metadata.warc_url", "metadata.url")
+    date_fields: tuple[str, ...] = ("date", "created", "metadata.warc_date", "timestamp")
+    source_field: str = "source"
+    source: str | None = None  # overrides per-record sources
+    max_document_bytes: int = 8_000_000  # larger documents are dropped as `reader.too_large`
+    html_main_content: bool = True  # WARC: resiliparse main-content extraction (boilerplate removal)
+    limit: int | None = None  # read at most this many documents in all (first ones, in input order)
+
+    def validate(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"reader.format: unknown format {self.format!r}; known: {', '.join(FORMATS)}")
+        if self.max_document_bytes <= 0:
+            raise ConfigError("reader.max_document_bytes must be positive")
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError("reader.limit must be positive")
+
+
+@dataclass(slots=True)
+class Skip:
+    """A record that did not become a document, with a reason (counted as `skipped.<reason>`)."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Repaired:
+    """Something fixed while reading a kept document (invalid UTF-8 replaced), counted as `repaired.<reason>`."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Oversized:
+    """A document over `max_document_bytes`: it was read, so it is accounted as a drop, not a skip."""
+
+    doc: Document
+    size: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Record = Document | Skip | Repaired | Oversized
+
+_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
+
+
+def detect_format(path: str) -> str:
+    """The format implied by a file name (compression suffix ignored)."""
+    name = posixpath.basename(path).lower()
+    for suffix in _COMPRESSED_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".wet", ".warc.wet")):
+        return "wet"
+    if name.endswith((".warc", ".arc")):
+        return "warc"
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".txt", ".text", ".md")):
+        return "text"
+    raise ConfigError(f"cannot tell the format of {path!r} from its name; pass --format ({', '.join(FORMATS)})")
+
+
+def decompressed(raw: IO[bytes], path: str) -> IO[bytes]:
+    """A decompressing reader chosen by suffix. gzip is read member by member (Common Crawl files are
+    concatenated members) and raises on a truncated or corrupt member instead of stopping quietly."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if name.endswith((".zst", ".zstd")):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    return raw
+
+
+READ_ERRORS = (EOFError, OSError, zlib.error, ValueError)
+
+
+def decode_utf8(data: bytes) -> tuple[str, bool]:
+    """Decode UTF-8; invalid bytes become U+FFFD and the second value says a repair happened."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), True
+
+
+def parse_date(value: Any) -> datetime | None:
+    """ISO-8601 strings (with `Z`), epoch seconds or datetimes, as UTC; None if unparseable."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def lookup(record: dict[str, Any], dotted: str) -> Any:
+    """`record["a"]["b"]` for "a.b"; nested values stored as JSON or Python-repr strings are parsed."""
+    value: Any = record
+    for part in dotted.split("."):
+        if isinstance(value, str):
+            value = _parse_mapping(value)
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _parse_mapping(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def first_present(record: dict[str, Any], paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        value = lookup(record, path)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def file_stem(path: str) -> str:
+    name = posixpath.basename(path)
+    return re.sub(r"(\.(warc|wet|jsonl|json|ndjson|parquet|txt|text|md|gz|zst|zstd|arc))+$", "", name, flags=re.I)
+
+
+def _sized(doc: Document, config: ReaderConfig, size: int) -> Record:
+    if size > config.max_document_bytes:
+        return Oversized(doc, size)
+    return doc
+
+
+def parse_dict_record(record: dict[str, Any], config: ReaderConfig, default_id: str, default_source: str) -> Record:
+    """A JSON/Parquet row as a Document, mapping fields through the config."""
+    text = record.get(config.text_field)
+    if not isinstance(text, str):
+        return Skip("missing_text", f"{default_id}: no string field {config.text_field!r}")
+    doc_id = first_present(record, config.id_fields)
+    source = config.source or record.get(config.source_field) or default_source
+    url = first_present(record, config.url_fields)
+    date_value = first_present(record, config.date_fields)
+    used = {config.text_field, config.source_field, *config.id_fields, *config.url_fields, *config.date_fields}
+    metadata = {k: v for k, v in record.items() if k not in used}
+    date = parse_date(date_value)
+    if date is None and date_value is not None:
+        metadata["unparsed_date"] = str(date_value)
+    doc = Document(
+        id=str(doc_id) if doc_id is not None else default_id,
+        text=text,
+        source=str(source),
+        url=str(url) if url is not None else None,
+        date=date,
+        metadata=metadata,
+    )
+    return _sized(doc, config, len(text.encode("utf-8", errors="surrogatepass")))
+
+
+def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    stem = file_stem(path)
+    line_no = 0
+    reader = io.BufferedReader(stream) if not isinstance(stream, io.BufferedIOBase) else stream
+    for line_no, raw_line in enumerate(reader, start=1):
+        if not raw_line.strip():
+            continue
+        if len(raw_line) > config.max_document_bytes * 2 + 65536:
+            yield Skip("too_large_line", f"{path}:{line_no}: {len(raw_line)} bytes")
+            continue
+        line, repaired = decode_utf8(raw_line)
+        if repaired:
+            yield Repaired("invalid_utf8", f"{path}:{line_no}")
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            yield Skip("invalid_json", f"{path}:{line_no}: {error}")
+            continue
+        if not isinstance(record, dict):
+            yield Skip("invalid_json", f"{path}:{line_no}: not an object")
+            continue
+        yield parse_dict_record(record, config, f"{stem}:{line_no}", stem)
+
+
+def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    stem = file_stem(path)
+    data = stream.read()
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+    except Exception as error:  # pyarrow raises ArrowInvalid and friends on corrupt files
+        yield Skip("corrupt_file", f"{path}: {error}")
+        return
+    row_no = 0
+    for batch in parquet.iter_batches():
+        for row in batch.to_pylist():
+            row_no += 1
+            yield parse_dict_record(row, config, f"{stem}:{row_no}", stem)
+
+
+def parse_text(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    """A plain-text file is one document (books, manuals)."""
+    data = stream.read(config.max_document_bytes + 1)
+    text, repaired = decode_utf8(data)
+    if repaired:
+        yield Repaired("invalid_utf8", path)
+    stem = file_stem(path)
+    doc = Document(id=stem, text=text, source=config.source or stem, metadata={"path": path})
+    if len(data) > config.max_document_bytes:
+        rest = len(data) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
+        yield Oversized(doc, rest)
+        return
+    yield doc
+
+
+def _warc_records(stream: IO[bytes], record_types: Any, parse_http: bool) -> Iterator[Any]:
+    from fastwarc.warc import ArchiveIterator
+
+    yield from ArchiveIterator(stream, record_types=record_types, parse_http=parse_http)
+
+
+def _warc_header(record: Any, name: str) -> str | None:
+    value = record.headers.get(name)
+    return value.strip().strip("<>") if value else None
+
+
+def _record_id(record: Any) -> str:
+    return (record.record_id or "").strip("<>")
+
+
+def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    """Common Crawl WET: `conversion` records whose payload is the extracted UTF-8 text."""
+    from fastwarc.warc import WarcRecordType
+
+    source = config.source or "commoncrawl"
+    for record in _warc_records(stream, WarcRecordType.conversion, parse_http=False):
+        body = record.reader.read()
+        if record.content_length is not None and len(body) < record.content_length:
+            yield Skip("truncated_record", f"{path}: {_record_id(record)}")
+            continue
+        text, repaired = decode_utf8(body)
+        if repaired:
+            yield Repaired("invalid_utf8", _record_id(record))
+        doc = Document(
+            id=_record_id(record),
+            text=text,
+            source=source,
+            url=_warc_header(record, "WARC-Target-URI"),
+            date=parse_date(_warc_header(record, "WARC-Date")),
+            metadata={"warc_refers_to": _warc_header(record, "WARC-Refers-To"), "warc_file": posixpath.basename(path)},
+        )
+        yield _sized(doc, config, len(body))
+
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    """WARC `response` records with HTML, converted to main text with resiliparse."""
+    from fastwarc.warc import WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    source = config.source or "warc"
+    for record in _warc_records(stream, WarcRecordType.response, parse_http=True):
+        body = record.reader.read()
+        if record.content_length is not None and len(body) < record.content_length:
+            yield Skip("truncated_record", f"{path}: {_record_id(record)}")
+            continue
+        http = record.http_headers
+        content_type = (http.get("Content-Type") or "").lower() if http is not None else ""
+        status = http.status_code if http is not None else None
+        if status != 200 or not content_type.startswith(_HTML_TYPES):
+            yield Skip("not_html_200", f"{_record_id(record)}: {status} {content_type}")
+            continue
+        try:
+            body = decode_http_body(body, http)
+        except (ValueError, zlib.error) as error:
+            yield Skip("undecodable_http_body", f"{_record_id(record)}: {error}")
+            continue
+        html = bytes_to_str(body, detect_encoding(body))
+        text = extract_plain_text(html, main_content=config.html_main_content, alt_texts=False, list_bullets=False)
+        doc = Document(
+            id=_record_id(record),
+            text=text,
+            source=source,
+            url=_warc_header(record, "WARC-Target-URI"),
+            date=parse_date(_warc_header(record, "WARC-Date")),
+            metadata={"warc_file": posixpath.basename(path), "html_bytes": len(body)},
+        )
+        yield _sized(doc, config, len(text.encode("utf-8")))
+
+
+def dechunk(body: bytes) -> bytes:
+    """Undo HTTP/1.1 chunked transfer encoding (crawlers such as wget store responses as sent)."""
+    out = bytearray()
+    pos = 0
+    while True:
+        end = body.find(b"\r\n", pos)
+        if end < 0:
+            raise ValueError("chunked body ends inside a chunk header")
+        size = int(body[pos:end].split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            return bytes(out)
+        start = end + 2
+        if start + size > len(body):
+            raise ValueError("chunked body is shorter than its chunk sizes")
+        out += body[start : start + size]
+        pos = start + size + 2
+
+
+def decode_http_body(body: bytes, http: Any) -> bytes:
+    """The entity body as the server meant it: transfer encoding and gzip/deflate content encoding undone."""
+    if "chunked" in (http.get("Transfer-Encoding") or "").lower():
+        body = dechunk(body)
+    encoding = (http.get("Content-Encoding") or "").lower().strip()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        body = zlib.decompress(body, 47)
+    elif encoding not in ("", "identity"):
+        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+    return body
+
+
+PARSERS: dict[str, Callable[[IO[bytes], str, ReaderConfig], Iterator[Record]]] = {
+    "wet": parse_wet,
+    "warc": parse_warc,
+    "jsonl": parse_jsonl,
+    "parquet": parse_parquet,
+    "text": parse_text,
+}
+
+
+def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+    """Every record of one file; a read error ends the file with a counted `Skip` (records before it
+    are kept)."""
+    fmt = config.format or detect_format(path)
+    stream = decompressed(raw, path)
+    try:
+        yield from PARSERS[fmt](stream, path, config)
+    except READ_ERRORS as error:
+        kind = "corrupt_compression" if path.lower().endswith(_COMPRESSED_SUFFIXES) else "corrupt_file"
+        yield Skip(kind, f"{path}: {type(error).__name__}: {error}")
+
+
+def local_size(path: str) -> int | None:
+    return os.path.getsize(path) if os.path.exists(path) else None

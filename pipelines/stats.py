@@ -1,0 +1,249 @@
+"""`llamaprep stats DIR`: what a prepared directory holds, as a terminal table, JSON or an HTML report.
+
+Counts and drop reasons come from the manifest (written from the job's metrics); everything about the
+kept documents (lengths, languages, sources, quality scores) is computed from the shards' columns with
+pyarrow compute, one shard at a time, so memory stays at one shard whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.shards import DOCUMENTS_DIR, read_manifest, read_shard, shard_paths
+
+BYTES_PER_TOKEN_ESTIMATE = 4.0  # rough average for English BPE vocabularies (~32k); an estimate only
+PERCENTILES = (5, 25, 50, 75, 95, 99)
+QUALITY_BINS = 20
+LENGTH_BINS = 40
+
+
+def _counter_add(counter: Counter, column: pa.ChunkedArray, weights: pa.ChunkedArray | None = None) -> None:
+    if weights is None:
+        for item in pc.value_counts(column.combine_chunks()).to_pylist():
+            counter[item["values"] if item["values"] is not None else "(none)"] += item["counts"]
+        return
+    keys = column.to_pylist()
+    for key, weight in zip(keys, weights.to_pylist(), strict=True):
+        counter[key if key is not None else "(none)"] += weight
+
+
+def document_stats(directory: str) -> dict[str, Any]:
+    """Statistics of the kept documents of a prepared directory, plus the manifest's accounting."""
+    manifest = read_manifest(directory)
+    lengths: list[np.ndarray] = []
+    byte_total = 0
+    languages: Counter = Counter()
+    language_bytes: Counter = Counter()
+    sources: Counter = Counter()
+    source_bytes: Counter = Counter()
+    quality_hist = np.zeros(QUALITY_BINS, dtype=np.int64)
+    quality_count = 0
+    for path in shard_paths(directory, DOCUMENTS_DIR):
+        table = read_shard(path).select(["text", "source", "language", "quality_score"])
+        chars = pc.utf8_length(table.column("text"))
+        nbytes = pc.binary_length(table.column("text"))
+        lengths.append(chars.to_numpy())
+        byte_total += int(pc.sum(nbytes).as_py() or 0)
+        _counter_add(languages, table.column("language"))
+        _counter_add(language_bytes, table.column("language"), nbytes)
+        _counter_add(sources, table.column("source"))
+        _counter_add(source_bytes, table.column("source"), nbytes)
+        quality = table.column("quality_score").drop_null().to_numpy()
+        if len(quality):
+            quality_hist += np.histogram(quality, bins=QUALITY_BINS, range=(0.0, 1.0))[0]
+            quality_count += len(quality)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    counts = manifest["counts"]
+    return {
+        "directory": directory,
+        "documents": len(all_lengths),
+        "characters": int(all_lengths.sum()),
+        "bytes": byte_total,
+        "tokens_estimate": int(byte_total / BYTES_PER_TOKEN_ESTIMATE),
+        "shards": len(manifest[DOCUMENTS_DIR]["shards"]),
+        "shard_bytes": manifest[DOCUMENTS_DIR]["bytes"],
+        "length_chars": {
+            "mean": float(all_lengths.mean()) if len(all_lengths) else 0.0,
+            "max": int(all_lengths.max()) if len(all_lengths) else 0,
+            **{f"p{p}": float(np.percentile(all_lengths, p)) if len(all_lengths) else 0.0 for p in PERCENTILES},
+        },
+        "length_histogram": _log_histogram(all_lengths),
+        "languages": dict(languages.most_common()),
+        "language_bytes": dict(language_bytes.most_common()),
+        "sources": dict(sources.most_common()),
+        "source_bytes": dict(source_bytes.most_common()),
+        "quality_histogram": {"bins": QUALITY_BINS, "counts": quality_hist.tolist(), "documents": quality_count},
+        "accounting": counts,
+    }
+
+
+def _log_histogram(lengths: np.ndarray) -> dict[str, list]:
+    if not len(lengths):
+        return {"edges": [], "counts": []}
+    edges = np.unique(np.logspace(0, np.log10(max(10, lengths.max() + 1)), LENGTH_BINS).round())
+    counts, edges = np.histogram(np.maximum(lengths, 1), bins=edges)
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def _table(rows: list[tuple[str, str]], title: str) -> str:
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = [title, "-" * len(title)]
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _share(part: int, total: int) -> str:
+    return f"{part:>10,}  {100.0 * part / total:5.1f}%" if total else f"{part:>10,}"
+
+
+def render_text(stats: dict[str, Any], top: int = 15) -> str:
+    acc = stats["accounting"]
+    length = stats["length_chars"]
+    blocks = [
+        _table(
+            [
+                ("documents read", f"{acc['read']:,}"),
+                ("documents kept", _share(acc["kept"], acc["read"])),
+                ("documents dropped", _share(acc["dropped_total"], acc["read"])),
+                ("read = kept + dropped", "yes" if acc["balanced"] else "NO"),
+                ("files read", f"{acc['files']:,}"),
+                ("text bytes (kept)", f"{stats['bytes']:,}"),
+                ("tokens (estimate, bytes/4)", f"{stats['tokens_estimate']:,}"),
+                ("shards", f"{stats['shards']} ({stats['shard_bytes']:,} bytes on disk)"),
+            ],
+            f"Prepared data in {stats['directory']}",
+        ),
+        _table(
+            [
+                ("mean", f"{length['mean']:,.0f}"),
+                *((f"p{p}", f"{length[f'p{p}']:,.0f}") for p in PERCENTILES),
+                ("max", f"{length['max']:,}"),
+            ],
+            "Document length (characters)",
+        ),
+    ]
+    if acc["dropped"]:
+        rows = sorted(acc["dropped"].items(), key=lambda kv: -kv[1])
+        blocks.append(_table([(k, _share(v, acc["read"])) for k, v in rows], "Dropped, by reason"))
+    if acc["skipped"] or acc["repaired"]:
+        rows = [(f"skipped {k}", f"{v:,}") for k, v in acc["skipped"].items()]
+        rows += [(f"repaired {k}", f"{v:,}") for k, v in acc["repaired"].items()]
+        blocks.append(_table(rows, "Records that were not documents / repairs"))
+    for key, title in (("languages", "Languages (kept documents)"), ("sources", "Sources (kept documents)")):
+        items = list(stats[key].items())
+        rows = [(k, _share(v, stats["documents"])) for k, v in items[:top]]
+        if len(items) > top:
+            rows.append((f"{len(items) - top} others", _share(sum(v for _, v in items[top:]), stats["documents"])))
+        blocks.append(_table(rows, title))
+    quality = stats["quality_histogram"]
+    if quality["documents"]:
+        step = 1.0 / quality["bins"]
+        rows = [(f"{i * step:.2f}-{(i + 1) * step:.2f}", f"{c:,}") for i, c in enumerate(quality["counts"])]
+        blocks.append(_table(rows, f"Quality score ({quality['documents']:,} scored documents)"))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _figure_png(draw: Any) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    draw(ax)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _bar(items: dict[str, int], title: str, top: int = 20) -> Any:
+    def draw(ax: Any) -> None:
+        pairs = list(items.items())[:top][::-1]
+        ax.barh([k for k, _ in pairs], [v for _, v in pairs], color="#4878a8")
+        ax.set_title(title)
+        ax.tick_params(axis="y", labelsize=8)
+
+    return draw
+
+
+def render_html(stats: dict[str, Any]) -> str:
+    """A self-contained HTML report (plots embedded as PNG), readable offline."""
+    plots: list[tuple[str, Any]] = []
+    hist = stats["length_histogram"]
+    if hist["counts"]:
+
+        def lengths(ax: Any) -> None:
+            edges = hist["edges"]
+            ax.stairs(hist["counts"], edges, fill=True, color="#4878a8")
+            ax.set_xscale("log")
+            ax.set_xlabel("characters")
+            ax.set_ylabel("documents")
+            ax.set_title("Document length")
+
+        plots.append(("Document length", lengths))
+    acc = stats["accounting"]
+    if acc["dropped"]:
+        plots.append(
+            (
+                "Drops by reason",
+                _bar(dict(sorted(acc["dropped"].items(), key=lambda kv: -kv[1])), "Dropped documents by reason"),
+            )
+        )
+    plots.append(("Sources", _bar(stats["sources"], "Kept documents per source")))
+    plots.append(("Languages", _bar(stats["languages"], "Kept documents per language")))
+    quality = stats["quality_histogram"]
+    if quality["documents"]:
+
+        def quality_plot(ax: Any) -> None:
+            edges = np.linspace(0, 1, quality["bins"] + 1)
+            ax.stairs(quality["counts"], edges, fill=True, color="#5a9a5a")
+            ax.set_xlabel("quality score (probability of the positive label)")
+            ax.set_ylabel("documents")
+            ax.set_title("Quality score")
+
+        plots.append(("Quality score", quality_plot))
+    images = "\n".join(
+        f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{_figure_png(d)}"></figure>' for t, d in plots
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>llamaprep stats</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;padding:1em}"
+        "figure{margin:1em 0}</style></head><body>"
+        f"<h1>llamaprep stats: {html.escape(stats['directory'])}</h1>"
+        f"<pre>{html.escape(render_text(stats))}</pre>{images}</body></html>"
+    )
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    stats = document_stats(args.directory)
+    if args.json:
+        json.dump(stats, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(stats))
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render_html(stats))
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("stats", help="summarize a prepared directory (table, --json, --html report)")
+    parser.add_argument("directory", help="a prepared directory (with manifest.json)")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
+    parser.add_argument("--json", action="store_true", help="print the statistics as JSON instead of a table")
+    parser.set_defaults(func=run_stats)
