@@ -4,6 +4,7 @@ splitting, byte fallback, lossless round trips, seeded sampling and clear vocabu
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -161,3 +162,11 @@ def test_cli_reports_missing_shards(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("tokenizer.cli",))
     assert cli.main(["tokenizer", "train", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
     assert "no documents/part-*.arrow shards" in capsys.readouterr().err
+
+
+def test_info_lists_only_the_settings_a_run_changed(trained, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tokenizer.cli",))
+    assert cli.main(["tokenizer", "info", str(trained[0] / "tokenizer.model")]) == 0
+    changed = {line.split(":")[0] for line in capsys.readouterr().out.splitlines()}
+    expected = {"vocab_size", "input_sentence_size", "num_threads"}
+    assert changed == (expected if os.cpu_count() != 80 else expected - {"num_threads"})

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from pipelines.shards import shard_paths
+from tokenizer.model_proto import model_specs
 from tokenizer.sentences import parse_weights
-from tokenizer.settings import llama_settings
+from tokenizer.settings import DEPRECATED, LLAMA_SETTINGS, llama_settings
 from tokenizer.train import MODEL_NAME, RECORD_NAME, VOCAB_NAME, train_tokenizer
 
 LLAMA = llama_settings()
@@ -29,6 +30,37 @@ def run_train(args: argparse.Namespace) -> int:
         character_coverage=args.character_coverage,
         verbose=args.verbose,
     )
+    return 0
+
+
+def setting_differences(path: str) -> list[tuple[str, object, object]]:
+    """(name, LLaMA's value, this model's value) for every LLaMA setting the model does not share."""
+    specs = model_specs(path)
+    values = {**specs["trainer_spec"], **specs["normalizer_spec"]}
+    values["normalization_rule_name"] = values.get("name")
+    values["model_type"] = str(values.get("model_type", "")).lower()
+    differences = []
+    for setting in LLAMA_SETTINGS:
+        if setting.name in DEPRECATED:
+            continue
+        value = values.get(setting.name)
+        if type(setting.value) is int and isinstance(value, str):  # protobuf's JSON writes int64 as a string
+            value = int(value)
+        if isinstance(setting.value, float) and value is not None:
+            same = abs(float(value) - setting.value) < 1e-6
+        else:
+            same = value == setting.value
+        if not same:
+            differences.append((setting.name, setting.value, value))
+    return differences
+
+
+def run_info(args: argparse.Namespace) -> int:
+    differences = setting_differences(args.model)
+    if not differences:
+        print(f"{args.model}: every LLaMA trainer setting matches")
+    for name, llama, ours in differences:
+        print(f"{name}: {ours!r} (LLaMA: {llama!r})")
     return 0
 
 
@@ -67,3 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="departs from LLaMA's 0.99995: lower it when a small vocabulary must cover a multilingual sample",
     )
     train.set_defaults(func=run_train)
+    info = commands.add_parser(
+        "info",
+        help="compare a SentencePiece model's trainer settings with LLaMA's",
+        description="Print every LLaMA trainer/normalizer setting this model does not share (Meta's LLaMA "
+        "tokenizer.model prints none; ours prints the vocabulary size, sample size and threads).",
+    )
+    info.add_argument("model", help="a tokenizer.model file")
+    info.set_defaults(func=run_info)
