@@ -11,7 +11,7 @@ text, languages from its truth file), then measures:
 
 and prints the ratio pipeline/baseline per core (the target is >= 0.8) two ways: wall-clock tokens/s
 divided by workers, and tokens per CPU-second of all processes (which stays meaningful on a shared,
-loaded machine); plus tokens per UTF-8 byte for English and the other languages (manifest counts).
+loaded machine); plus tokens per UTF-8 byte and per character for English and the other languages.
 
     python benchmarks/tokenize_throughput.py --mb 64 --vocab-size 32000
 """
@@ -103,12 +103,15 @@ def pipeline(prepared: Path, model: Path, output: Path, workers: int) -> tuple[f
     return tokens / wall, tokens / cpu, manifest
 
 
-def language_bytes(prepared: Path) -> Counter:
+def language_sizes(prepared: Path) -> tuple[Counter, Counter]:
+    """UTF-8 bytes and characters of text per language."""
     sizes: Counter = Counter()
+    chars: Counter = Counter()
     for batch in iter_texts(shard_paths(str(prepared))):
         for text, language in zip(batch.column("text").to_pylist(), batch.column("language").to_pylist(), strict=True):
             sizes[language] += len(text.encode("utf-8"))
-    return sizes
+            chars[language] += len(text)
+    return sizes, chars
 
 
 def main() -> None:
@@ -153,20 +156,24 @@ def main() -> None:
             f"(ratio {cpu_rate / direct_cpu:.2f})"
         )
 
-    sizes = language_bytes(prepared)
+    sizes, chars = language_sizes(prepared)
     by_language = manifest["by_language"]
-    print("tokens per UTF-8 byte (BOS/EOS excluded), by language, largest first:")
-    english_rate = None
+
+    def text_tokens(languages: list[str]) -> int:
+        """Tokens of these languages without each document's BOS and EOS."""
+        return sum(c["tokens"] - 2 * c["documents"] for lang in languages for c in by_language[lang].values())
+
+    print("tokens per UTF-8 byte and per character (BOS/EOS excluded), by language, largest first:")
     for language, size in sizes.most_common(12):
-        counts = by_language[language]
-        documents = sum(c["documents"] for c in counts.values())
-        rate = (sum(c["tokens"] for c in counts.values()) - 2 * documents) / size
-        english_rate = rate if language == "en" else english_rate
-        print(f"  {language:>4}  {size / 1e6:7.2f} MB  {rate:.3f}")
+        tokens = text_tokens([language])
+        print(f"  {language:>4}  {size / 1e6:7.2f} MB  {tokens / size:.3f}/byte  {tokens / chars[language]:.3f}/char")
     others = [lang for lang in sizes if lang != "en"]
-    other_tokens = sum(sum(c["tokens"] - 2 * c["documents"] for c in by_language[lang].values()) for lang in others)
-    other_rate = other_tokens / sum(sizes[lang] for lang in others)
-    print(f"English {english_rate:.3f} tokens/byte vs all other languages {other_rate:.3f}")
+    other_bytes, other_chars = sum(sizes[lang] for lang in others), sum(chars[lang] for lang in others)
+    print(
+        f"English {text_tokens(['en']) / sizes['en']:.3f} tokens/byte, {text_tokens(['en']) / chars['en']:.3f}/char;"
+        f" all other languages {text_tokens(others) / other_bytes:.3f} tokens/byte,"
+        f" {text_tokens(others) / other_chars:.3f}/char"
+    )
     if not args.keep:
         shutil.rmtree(work)
 

@@ -78,14 +78,15 @@ def plan_tasks(path_and_index: tuple[int, str], task_documents: int) -> Iterator
 class EncodeTask(beam.DoFn):
     """Encode one task's documents and stage one token file per split; emits one record per staged file."""
 
-    def __init__(self, model_path: str, output: str, val_fraction: float, num_threads: int):
+    def __init__(self, model_path: str, model_proto: bytes, output: str, val_fraction: float, num_threads: int):
         self._model_path = model_path
+        self._model_proto = model_proto
         self._output = output
         self._val_fraction = val_fraction
         self._num_threads = num_threads
 
     def setup(self) -> None:
-        self._tokenizer = Tokenizer(self._model_path)
+        self._tokenizer = Tokenizer(self._model_path, model_proto=self._model_proto)
         self._dtype = token_dtype(self._tokenizer.n_words)
         self._documents = Metrics.counter(METRICS_NAMESPACE, "documents")
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
@@ -171,7 +172,8 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
             directory = join(output, split)
             if not FileSystems.exists(directory):
                 FileSystems.mkdirs(directory)
-            FileSystems.rename([record["staged"]], [final])
+            if FileSystems.exists(record["staged"]) or not FileSystems.exists(final):  # a retried finalize
+                FileSystems.rename([record["staged"]], [final])
             entries.append({"path": relative, "documents": record["documents"], "tokens": record["tokens"]})
         splits[split] = entries
     staging = join(output, STAGING_DIR)
@@ -190,12 +192,18 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
     return manifest
 
 
-def _file_sha256(path: str) -> str:
+def load_model(path: str) -> tuple[Tokenizer, bytes]:
+    """The tokenizer and its serialized model, read through Beam FileSystems (local, gs://, s3://)."""
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"no SentencePiece model at {path}")
     with FileSystems.open(path) as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        proto = f.read()
+    return Tokenizer(path, model_proto=proto), proto
 
 
-def manifest_header(input_dir: str, inputs: list[str], tokenizer: Tokenizer, val_fraction: float) -> dict[str, Any]:
+def manifest_header(
+    input_dir: str, inputs: list[str], tokenizer: Tokenizer, model_proto: bytes, val_fraction: float
+) -> dict[str, Any]:
     """The manifest fields known before the run: format, vocabulary, tokenizer identity, split rule."""
     return {
         "kind": TOKEN_SHARD_KIND,
@@ -207,7 +215,7 @@ def manifest_header(input_dir: str, inputs: list[str], tokenizer: Tokenizer, val
         "eos_id": tokenizer.eos_id,
         "pad_id": tokenizer.pad_id,
         "dtype": token_dtype(tokenizer.n_words).name,
-        "tokenizer": {"path": tokenizer.model_path, "sha256": _file_sha256(tokenizer.model_path)},
+        "tokenizer": {"path": tokenizer.model_path, "sha256": hashlib.sha256(model_proto).hexdigest()},
         "val_fraction": val_fraction,
         "split_rule": SPLIT_HASH,
         "document_layout": "BOS, the document's ids, EOS",
@@ -241,9 +249,9 @@ def tokenize(
     inputs = shard_paths(input_dir)
     if not inputs:
         raise FileNotFoundError(f"{input_dir} has no documents/part-*.arrow shards (run `llamaprep prepare` first)")
-    tokenizer = Tokenizer(model_path)
+    tokenizer, model_proto = load_model(model_path)
     prepare_output(output, overwrite)
-    header = manifest_header(input_dir, inputs, tokenizer, val_fraction)
+    header = manifest_header(input_dir, inputs, tokenizer, model_proto, val_fraction)
 
     def build(pipeline: beam.Pipeline) -> None:
         _ = (
@@ -251,7 +259,7 @@ def tokenize(
             | "Shards" >> beam.Create(list(enumerate(inputs)))
             | "Plan" >> beam.FlatMap(plan_tasks, task_documents)
             | "Spread" >> beam.Reshuffle()
-            | "Encode" >> beam.ParDo(EncodeTask(model_path, output, val_fraction, num_threads))
+            | "Encode" >> beam.ParDo(EncodeTask(model_path, model_proto, output, val_fraction, num_threads))
             | "Collect" >> beam.combiners.ToList()
             | "Finalize" >> beam.Map(finalize, output, header)
         )

@@ -18,11 +18,16 @@ import sentencepiece as spm
 class Tokenizer:
     """A SentencePiece model with LLaMA's special-token conventions (BOS/EOS added on request)."""
 
-    def __init__(self, model_path: str | os.PathLike):
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"no SentencePiece model at {model_path}")
+    def __init__(self, model_path: str | os.PathLike, model_proto: bytes | None = None):
+        """Load `model_path`, or, with `model_proto`, the serialized model itself (`model_path` then only
+        names it): Beam ships those bytes to workers that cannot see the driver's disk."""
         self.model_path = str(model_path)
-        self.sp_model = spm.SentencePieceProcessor(model_file=self.model_path)
+        if model_proto is None:
+            if not os.path.isfile(model_path):
+                raise FileNotFoundError(f"no SentencePiece model at {model_path}")
+            self.sp_model = spm.SentencePieceProcessor(model_file=self.model_path)
+        else:
+            self.sp_model = spm.SentencePieceProcessor(model_proto=model_proto)
         self.n_words: int = self.sp_model.vocab_size()
         self.bos_id: int = self.sp_model.bos_id()
         self.eos_id: int = self.sp_model.eos_id()
