@@ -30,12 +30,18 @@ from filters.base import ConfigError
 from pipelines.runners import METRICS_NAMESPACE, add_runner_arguments, counters, pipeline_options, run_pipeline
 from pipelines.shards import MANIFEST_NAME, join, read_manifest, read_shard, shard_paths, write_manifest
 from tokenizer.split import SPLIT_HASH, split_of
-from tokenizer.token_shards import SPLITS, TOKEN_SCHEMA_VERSION, TOKEN_SHARD_KIND, token_dtype, token_table
+from tokenizer.token_shards import (
+    SPLITS,
+    TOKEN_SCHEMA_VERSION,
+    TOKEN_SHARD_KIND,
+    UNKNOWN_LANGUAGE,
+    token_dtype,
+    token_table,
+)
 from tokenizer.tokenizer import Tokenizer
 
 STAGING_DIR = ".staging"
 DEFAULT_TASK_DOCUMENTS = 16384
-UNKNOWN_LANGUAGE = "und"
 
 
 def token_shard_name(index: int, count: int) -> str:

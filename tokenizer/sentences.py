@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from filters.base import ConfigError
 from pipelines.shards import iter_texts
+from tokenizer.token_shards import UNKNOWN_LANGUAGE
 
 WEIGHT_KINDS = ("source", "language")
-UNKNOWN_LANGUAGE = "und"
 
 
 def parse_weights(specs: Iterable[str]) -> dict[tuple[str, str], float]:
@@ -95,9 +95,8 @@ class SampleRecord:
 def _document_lines(batches: Iterable, record: SampleRecord, max_bytes: int) -> Iterator[tuple[str, str, str]]:
     """(line, source, language) for every non-blank line of every document."""
     for batch in batches:
-        columns = batch.to_pydict()
-        languages = columns.get("language") or [None] * batch.num_rows
-        for text, source, language in zip(columns["text"], columns["source"], languages, strict=True):
+        columns = batch.select(["text", "source", "language"]).to_pydict()
+        for text, source, language in zip(columns["text"], columns["source"], columns["language"], strict=True):
             record.documents_read += 1
             language = language or UNKNOWN_LANGUAGE
             for line in text.split("\n"):

@@ -10,10 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from tokenizer.token_shards import SPLITS, iter_token_shards, read_token_manifest, token_shard_paths
+from tokenizer.token_shards import (
+    SPLITS,
+    UNKNOWN_LANGUAGE,
+    iter_token_shards,
+    read_token_manifest,
+    token_shard_paths,
+)
 
 PERCENTILES = (50, 90, 99)
-UNKNOWN_LANGUAGE = "und"
 
 
 def _length_summary(lengths: np.ndarray) -> dict[str, Any]:
