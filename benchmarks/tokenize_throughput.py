@@ -7,7 +7,8 @@ text, languages from its truth file), then measures:
 2. the baseline: one process, one SentencePiece processor, one thread, batch-encoding the same texts
    already in memory (the cheapest possible way to get the ids): tokens/s per core;
 3. `llamaprep tokenize` as a subprocess (the whole command: start-up, read shards, encode, split, write
-   token shards, manifest) with the local runner, 1 worker x 1 thread and N workers x 1 thread;
+   token shards, manifest) with the local runner: 1 worker x 1 thread, N worker processes x 1 thread,
+   and 1 worker x N SentencePiece threads (the local default);
 
 and prints the ratio pipeline/baseline per core (the target is >= 0.8) two ways: wall-clock tokens/s
 divided by workers, and tokens per CPU-second of all processes (which stays meaningful on a shared,
@@ -87,10 +88,10 @@ def baseline(prepared: Path, model: Path) -> tuple[float, float, int]:
     return tokens / wall, tokens / cpu, tokens
 
 
-def pipeline(prepared: Path, model: Path, output: Path, workers: int) -> tuple[float, float, dict]:
+def pipeline(prepared: Path, model: Path, output: Path, workers: int, threads: int) -> tuple[float, float, dict]:
     """`llamaprep tokenize` as a subprocess: (tokens/s wall, tokens per CPU-second of all its processes, manifest)."""
     command = [sys.executable, "-m", "pipelines.cli", "tokenize", str(prepared), "--tokenizer", str(model),
-               "--output", str(output), "--overwrite", "--val-fraction", "0.01", "--encode-threads", "1",
+               "--output", str(output), "--overwrite", "--val-fraction", "0.01", "--encode-threads", str(threads),
                "--workers", str(workers)]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
@@ -131,13 +132,15 @@ def main() -> None:
     documents, size = build_prepared(prepared, args.mb, args.shards)
     print(f"input: {documents:,} webmix documents, {size / 1e6:.1f} MB of text, {args.shards} shards")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     record = train_tokenizer(shard_paths(str(prepared)), work / "tokenizer", args.vocab_size, args.train_sentences)
-    train_s = time.perf_counter() - started
+    train_s, cpu = time.perf_counter() - started, time.process_time() - cpu
+    sample = record["sample"]
     print(
-        f"tokenizer training: {train_s:.1f}s for vocab {args.vocab_size:,} on {record['sample']['sentences_sampled']:,}"
-        f" sentences ({record['sample']['bytes_sampled'] / 1e6:.1f} MB; sampling {record['seconds']['sampling']}s,"
-        f" SentencePiece {record['seconds']['training']}s, {record['trainer_flags']['num_threads']} threads)"
+        f"tokenizer training: {train_s:.1f}s wall, {cpu:.1f} CPU-seconds, for vocab {args.vocab_size:,} on "
+        f"{sample['sentences_sampled']:,} sentences ({sample['bytes_sampled'] / 1e6:.1f} MB; wall: sampling "
+        f"{record['seconds']['sampling']}s, SentencePiece {record['seconds']['training']}s with "
+        f"{record['trainer_flags']['num_threads']} threads)"
     )
     model = work / "tokenizer" / "tokenizer.model"
 
@@ -146,13 +149,18 @@ def main() -> None:
         f"baseline, SentencePiece alone (1 process, 1 thread, texts in memory): {direct_wall:,.0f} tokens/s wall, "
         f"{direct_cpu:,.0f} tokens per CPU-second"
     )
-    for workers in sorted({1, args.workers}):
-        wall_rate, cpu_rate, manifest = pipeline(prepared, model, work / f"tokens-{workers}", workers)
+    configurations = [(1, 1)]
+    if args.workers > 1:
+        configurations += [(args.workers, 1), (1, args.workers)]
+    for workers, threads in configurations:
+        output = work / f"tokens-{workers}x{threads}"
+        wall_rate, cpu_rate, manifest = pipeline(prepared, model, output, workers, threads)
         assert sum(manifest["tokens"].values()) == tokens, "pipeline and baseline disagree on the token count"
+        cores = workers * threads
         print(
-            f"llamaprep tokenize, local runner, {workers} worker(s) x 1 thread (whole CLI run: start-up, read, encode,"
-            f" write, manifest): {wall_rate:,.0f} tokens/s wall = {wall_rate / workers:,.0f} per core "
-            f"(ratio {wall_rate / workers / direct_wall:.2f}); {cpu_rate:,.0f} tokens per CPU-second "
+            f"llamaprep tokenize, local runner, {workers} worker(s) x {threads} thread(s) (whole CLI run: start-up,"
+            f" read, encode, write, manifest): {wall_rate:,.0f} tokens/s wall = {wall_rate / cores:,.0f} per core "
+            f"(ratio {wall_rate / cores / direct_wall:.2f}); {cpu_rate:,.0f} tokens per CPU-second "
             f"(ratio {cpu_rate / direct_cpu:.2f})"
         )
 
