@@ -70,6 +70,8 @@ def train_tokenizer(
     """Train on the shards at `paths`, write the model, vocab and record to `output`; returns the record."""
     if not paths:
         raise ConfigError("no input shards to train on")
+    if vocab_size < 1 or input_sentence_size < 1:
+        raise ConfigError("--vocab-size and --input-sentence-size must be positive")
     overrides: dict[str, Any] = {"vocab_size": vocab_size, "input_sentence_size": input_sentence_size}
     if num_threads:
         overrides["num_threads"] = num_threads
