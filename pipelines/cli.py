@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # Beam's worker chatter; skips and drops are counted and summarized instead
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, FileNotFoundError) as error:

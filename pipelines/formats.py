@@ -213,9 +213,6 @@ def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[
     for line_no, raw_line in enumerate(reader, start=1):
         if not raw_line.strip():
             continue
-        if len(raw_line) > config.max_document_bytes * 2 + 65536:
-            yield Skip("too_large_line", f"{path}:{line_no}: {len(raw_line)} bytes")
-            continue
         line, repaired = decode_utf8(raw_line)
         if repaired:
             yield Repaired("invalid_utf8", f"{path}:{line_no}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -206,6 +207,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     manifest = build_manifest(list(args.inputs), output, config, counters(result), run_id, args.runner)
     write_manifest(output, manifest)
     print_summary(output, manifest)
+    if args.print_summary_json:
+        print(json.dumps(summary_record(manifest)))
     return 0 if manifest["counts"]["balanced"] else 1
 
 
@@ -219,6 +222,21 @@ def print_summary(output: str, manifest: dict[str, Any]) -> None:
         print(f"  skipped {reason}: {n} (records that were not documents)")
     if not counts["balanced"]:
         print("  ACCOUNTING MISMATCH: read != kept + dropped", file=sys.stderr)
+
+
+def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """One line for scripts and benchmarks: counts, bytes and this process's peak memory."""
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    counts = manifest["counts"]
+    return {
+        "read": counts["read"],
+        "kept": counts["kept"],
+        "dropped": counts["dropped_total"],
+        "text_bytes": manifest["metrics"].get("read_text_bytes", 0),
+        "peak_rss_mb": peak_kb / 1024,
+    }
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -256,5 +274,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-rejected", action="store_true", help="also write dropped documents to OUT/rejected/")
     parser.add_argument("--overwrite", action="store_true", help="replace prepared data already in --output")
     parser.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
+    parser.add_argument("--print-summary-json", action="store_true", help="end with one JSON line of counts")
     add_runner_arguments(parser)
     parser.set_defaults(func=run_prepare)

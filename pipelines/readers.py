@@ -155,6 +155,8 @@ class _ReadFile(beam.DoFn):
 
 def _count_read(item: Document | Rejection) -> Document | Rejection:
     Metrics.counter(METRICS_NAMESPACE, "read").inc()
+    doc = item.doc if isinstance(item, Rejection) else item
+    Metrics.counter(METRICS_NAMESPACE, "read_text_bytes").inc(len(doc.text.encode("utf-8", errors="surrogatepass")))
     if isinstance(item, Rejection):
         Metrics.counter(METRICS_NAMESPACE, f"dropped.{item.reason}").inc()
     return item

@@ -46,14 +46,20 @@ def _known_beam_flags() -> set[str]:
 def check_beam_args(beam_args: Sequence[str]) -> None:
     """Reject flags no Beam options class knows (Beam itself only logs and drops them)."""
     known = _known_beam_flags()
+    previous_takes_value = False
     for arg in beam_args:
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r} (Beam options are given as --name=value)")
-        name = arg[2:].split("=", 1)[0].replace("-", "_")
+            if not previous_takes_value:
+                raise ConfigError(f"unexpected argument {arg!r}")
+            previous_takes_value = False
+            continue
+        name, has_value, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
         if name not in known:
             raise ConfigError(f"unknown option --{name}")
-        if name == "direct_running_mode" and arg.endswith("multi_threading"):
+        if name == "direct_running_mode" and value == "multi_threading":
             raise ConfigError("--direct_running_mode=multi_threading is not supported: it loses records")
+        previous_takes_value = not has_value
 
 
 def pipeline_options(args: argparse.Namespace) -> tuple[PipelineOptions, beam.runners.PipelineRunner | str]:

@@ -1,0 +1,72 @@
+"""The same `prepare` job on other runners: Beam's portable path (what Dataflow Runner v2, Flink and
+Spark use), multi-process local workers, and a Dataflow job built offline with --dry_run."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.portability.api import beam_runner_api_pb2
+
+from pipelines.config import load_prepare_config
+from pipelines.prepare import build_prepare
+from pipelines.shards import read_manifest
+from tests.conftest import REPO, WEB
+
+pytestmark = pytest.mark.slow
+
+
+def shard_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((directory / "documents").iterdir())}
+
+
+def test_portable_runner_writes_the_same_shards(prepared_sample, portable_runner_args, tmp_path, cli):
+    out = tmp_path / "portable"
+    assert cli("prepare", WEB, "--output", out, "--target-shard-mb", "1", *portable_runner_args) == 0
+    assert shard_bytes(out) == shard_bytes(prepared_sample)
+    ours, theirs = read_manifest(str(out))["counts"], read_manifest(str(prepared_sample))["counts"]
+    assert ours == theirs  # metrics come back through the job service too
+
+
+def test_multi_processing_workers_write_the_same_shards(prepared_sample, tmp_path, cli):
+    out = tmp_path / "workers"
+    assert cli("prepare", WEB, "--output", out, "--target-shard-mb", "1", "--workers", "2") == 0
+    assert shard_bytes(out) == shard_bytes(prepared_sample)
+    assert read_manifest(str(out))["counts"] == read_manifest(str(prepared_sample))["counts"]
+
+
+def test_dataflow_job_builds_offline_with_dry_run(monkeypatch):
+    """Build the Dataflow job for gs:// data without network: graph and staged package are checked."""
+    monkeypatch.chdir(REPO)
+    options = PipelineOptions(
+        [
+            "--runner=DataflowRunner",
+            "--project=my-project",
+            "--region=us-central1",
+            "--temp_location=gs://my-bucket/tmp",
+            "--setup_file=./setup.py",
+            "--dry_run=True",
+        ]
+    )
+    pipeline = beam.Pipeline(options=options)
+    config = load_prepare_config(None)
+    build_prepare(pipeline, ["gs://my-bucket/cc/*.warc.wet.gz"], "gs://my-bucket/out", config, True, "test")
+    job = pipeline.run().job
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    stage_label = "Stages[" + ",".join(config.stages) + "]"
+    for expected in ("Read/ReadFiles", stage_label, "WriteDocuments/WriteShard", "WriteRejected/WriteShard"):
+        assert expected in names
+    staged = {}
+    for environment in job.proto_pipeline.components.environments.values():
+        for dependency in environment.dependencies:
+            role = beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(dependency.role_payload)
+            staged[role.staged_name] = beam_runner_api_pb2.ArtifactFilePayload.FromString(dependency.type_payload).path
+    sdist = Path(staged["workflow.tar.gz"])
+    assert sdist.name.startswith("llamaprep-")
+    with tarfile.open(sdist) as archive:
+        members = {Path(*Path(m).parts[1:]).as_posix() for m in archive.getnames()}
+    for module in ("pipelines/prepare.py", "pipelines/readers.py", "filters/gopher.py", "setup.cfg"):
+        assert module in members
