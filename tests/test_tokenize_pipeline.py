@@ -11,7 +11,7 @@ import pytest
 
 from filters.document import Document
 from pipelines import cli
-from pipelines.shards import shard_paths
+from pipelines.shards import read_shard, shard_paths
 from tests.tokenizer_corpus import documents, write_prepared
 from tokenizer.split import split_of
 from tokenizer.stats import render, token_stats
@@ -39,17 +39,10 @@ def tokenize(prepared: Path, model: Path, output: Path, *extra: str) -> int:
     return cli.main([*args, "--val-fraction", str(VAL_FRACTION), *extra])
 
 
-@pytest.fixture(autouse=True)
-def only_our_commands(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("pipelines.tokenize",))
-
-
 @pytest.fixture(scope="module")
 def tokens(prepared, model, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("tokens")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "COMMAND_MODULES", ("pipelines.tokenize",))
-        assert tokenize(prepared, model, output) == 0
+    assert tokenize(prepared, model, output) == 0
     return output
 
 
@@ -152,3 +145,23 @@ def test_token_stats(tokens):
     assert stats["document_tokens"]["min"] > 2 and stats["manifest_mismatch"] == []
     text = render(stats)
     assert "gutenberg" in text and "median" in text
+
+
+def test_portable_runner_writes_the_same_bytes(tokens, prepared, model, tmp_path, portable_runner_args):
+    assert tokenize(prepared, model, tmp_path, *portable_runner_args) == 0
+    for split in SPLITS:
+        ours, theirs = token_shard_paths(tokens, split), token_shard_paths(tmp_path, split)
+        assert [a.read_bytes() for a in ours] == [b.read_bytes() for b in theirs]
+
+
+def test_demo_flow_on_prepare_output(prepared_sample, tmp_path):
+    """`make demo`'s commands on the real `llamaprep prepare` output of the bundled web samples."""
+    model = tmp_path / "tokenizer" / "tokenizer.model"
+    train = ["tokenizer", "train", str(prepared_sample), "--vocab-size", "2000", "--output", str(model.parent)]
+    assert cli.main(train) == 0
+    assert tokenize(prepared_sample, model, tmp_path / "tokens") == 0
+    tokenizer = Tokenizer(model)
+    rows = read_all(tmp_path / "tokens")
+    texts = {d["id"]: d["text"] for path in shard_paths(str(prepared_sample)) for d in read_shard(path).to_pylist()}
+    assert set(rows) == set(texts)
+    assert all(tokenizer.decode(rows[i][1]) == text for i, text in texts.items())

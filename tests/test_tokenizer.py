@@ -145,8 +145,7 @@ def test_too_small_vocabulary_says_what_to_do(prepared, tmp_path):
         train_tokenizer(shard_paths(str(prepared)), tmp_path, vocab_size=500, input_sentence_size=10**6)
 
 
-def test_cli_trains_with_lower_coverage(prepared, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tokenizer.cli",))
+def test_cli_trains_with_lower_coverage(prepared, tmp_path):
     code = cli.main(
         ["tokenizer", "train", str(prepared), "--vocab-size", "1200", "--character-coverage", "0.98",
          "--output", str(tmp_path), "--input-sentence-size", "1000", "--weight", "language:en=0.5"]
@@ -158,14 +157,12 @@ def test_cli_trains_with_lower_coverage(prepared, tmp_path, monkeypatch):
     assert Tokenizer(tmp_path / "tokenizer.model").n_words == 1200
 
 
-def test_cli_reports_missing_shards(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tokenizer.cli",))
+def test_cli_reports_missing_shards(tmp_path, capsys):
     assert cli.main(["tokenizer", "train", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
     assert "no documents/part-*.arrow shards" in capsys.readouterr().err
 
 
-def test_info_lists_only_the_settings_a_run_changed(trained, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tokenizer.cli",))
+def test_info_lists_only_the_settings_a_run_changed(trained, capsys):
     assert cli.main(["tokenizer", "info", str(trained[0] / "tokenizer.model")]) == 0
     changed = {line.split(":")[0] for line in capsys.readouterr().out.splitlines()}
     expected = {"vocab_size", "input_sentence_size", "num_threads"}
