@@ -4,14 +4,16 @@ SentencePiece learns from "sentences" (LLaMA's trainer read lines of a text file
 non-blank line of a document. Lines longer than `max_sentence_length` bytes, which SentencePiece would
 skip, are cut into pieces at whitespace (or at a character boundary), and those cuts are counted.
 
-Sampling is a seeded reservoir (Vitter's algorithm R) over the weighted stream, so the sample does not
-depend on how large the corpus is and the same inputs and seed give the same sample. Weights per source
+Sampling is a seeded reservoir over the weighted stream (Li's "algorithm L", ACM TOMS 1994: it draws
+random numbers only when a line enters the sample, not for every line), so memory is bounded by the sample
+size and the same inputs and seed give the same sample. Weights per source
 or language are the expected number of copies of each line: 0 drops a source, 0.5 keeps half of its
 lines, 2 doubles them, with the fractional part drawn from the same seeded generator.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -111,6 +113,36 @@ def _document_lines(batches: Iterable, record: SampleRecord, max_bytes: int) -> 
                     yield line, source, language
 
 
+class _SkipCounter:
+    """Algorithm L's state: the 1-based index of the next offered line that enters a full reservoir.
+
+    W is kept as its logarithm and 1 - W computed with expm1, so a reservoir of 200M lines (W within 1e-9
+    of 1) keeps its precision."""
+
+    def __init__(self, rng: random.Random, size: int):
+        self._rng = rng
+        self._size = size
+        self._log_w = self._log_uniform() / size
+        self.next_index = size
+        self._advance()
+
+    def _log_uniform(self) -> float:
+        return math.log(1.0 - self._rng.random())  # 1 - random() is in (0, 1], so the log is defined
+
+    def _advance(self) -> None:
+        skip = 0
+        if self._log_w < 0:  # W < 1; at W == 1 (a 0.0 draw) the next line is taken
+            skip = math.floor(self._log_uniform() / math.log(-math.expm1(self._log_w)))
+        self.next_index += skip + 1
+
+    def replace_slot(self) -> int:
+        """The reservoir slot the current line replaces; moves on to the next line to take."""
+        slot = self._rng.randrange(self._size)
+        self._log_w += self._log_uniform() / self._size
+        self._advance()
+        return slot
+
+
 def sample_sentences(
     paths: list[str],
     input_sentence_size: int,
@@ -127,20 +159,20 @@ def sample_sentences(
     )
     sample: list[str] = []
     tags: list[tuple[str, str]] = []
+    reservoir = _SkipCounter(rng, input_sentence_size)
     last_report = time.monotonic()
     for line, source, language in _document_lines(iter_texts(paths), record, max_sentence_length):
-        weight = weights.get(("source", source), 1.0) * weights.get(("language", language), 1.0)
-        copies = int(weight) + (rng.random() < weight - int(weight)) if weight != 1.0 else 1
+        weight = weights.get(("source", source), 1.0) * weights.get(("language", language), 1.0) if weights else 1.0
+        copies = 1 if weight == 1.0 else int(weight) + (rng.random() < weight - int(weight))
         for _ in range(copies):
             record.lines_offered += 1
             if len(sample) < input_sentence_size:
                 sample.append(line)
                 tags.append((source, language))
-            else:
-                slot = rng.randrange(record.lines_offered)
-                if slot < input_sentence_size:
-                    sample[slot] = line
-                    tags[slot] = (source, language)
+            elif record.lines_offered == reservoir.next_index:
+                slot = reservoir.replace_slot()
+                sample[slot] = line
+                tags[slot] = (source, language)
         if progress is not None and time.monotonic() - last_report > progress_every_s:
             progress(record)
             last_report = time.monotonic()
