@@ -6,9 +6,9 @@ skip, are cut into pieces at whitespace (or at a character boundary), and those 
 
 Sampling is a seeded reservoir over the weighted stream (Li's "algorithm L", ACM TOMS 1994: it draws
 random numbers only when a line enters the sample, not for every line), so memory is bounded by the sample
-size and the same inputs and seed give the same sample. Weights per source
-or language are the expected number of copies of each line: 0 drops a source, 0.5 keeps half of its
-lines, 2 doubles them, with the fractional part drawn from the same seeded generator.
+size and the same inputs and seed give the same sample. Weights per source or language are the expected
+number of copies of each line: 0 drops a source, 0.5 keeps half of its lines, 2 doubles them, with the
+fractional part drawn from the same seeded generator.
 """
 
 from __future__ import annotations
