@@ -3,16 +3,17 @@
 Builds a prepared directory from the webmix benchmark corpus (../shared/bench, real multilingual web-like
 text, languages from its truth file), then measures:
 
-1. `train_tokenizer` on it (LLaMA's settings, --vocab-size, a --train-sentences sample): wall time;
+1. `train_tokenizer` on it (LLaMA's settings, --vocab-size, a --train-sentences sample): wall and CPU time;
 2. the baseline: one process, one SentencePiece processor, one thread, batch-encoding the same texts
    already in memory (the cheapest possible way to get the ids): tokens/s per core;
 3. `llamaprep tokenize` as a subprocess (the whole command: start-up, read shards, encode, split, write
    token shards, manifest) with the local runner: 1 worker x 1 thread, N worker processes x 1 thread,
-   and 1 worker x N SentencePiece threads (the local default);
+   and 1 worker x N SentencePiece threads (the local default).
 
-and prints the ratio pipeline/baseline per core (the target is >= 0.8) two ways: wall-clock tokens/s
-divided by workers, and tokens per CPU-second of all processes (which stays meaningful on a shared,
-loaded machine); plus tokens per UTF-8 byte and per character for English and the other languages.
+The baseline is measured again right before each configuration, and the ratio pipeline/baseline per core
+(the target is >= 0.8) is printed two ways: wall-clock tokens/s divided by the cores used, and tokens per
+CPU-second of all processes (which stays meaningful on a shared, loaded machine). Last come tokens per
+UTF-8 byte and per character for English and the other languages.
 
     python benchmarks/tokenize_throughput.py --mb 64 --vocab-size 32000
 """
@@ -144,21 +145,22 @@ def main() -> None:
     )
     model = work / "tokenizer" / "tokenizer.model"
 
-    direct_wall, direct_cpu, tokens = baseline(prepared, model)
-    print(
-        f"baseline, SentencePiece alone (1 process, 1 thread, texts in memory): {direct_wall:,.0f} tokens/s wall, "
-        f"{direct_cpu:,.0f} tokens per CPU-second"
-    )
     configurations = [(1, 1)]
     if args.workers > 1:
         configurations += [(args.workers, 1), (1, args.workers)]
     for workers, threads in configurations:
+        # the baseline runs right before each configuration, so both see the same load on a shared machine
+        direct_wall, direct_cpu, tokens = baseline(prepared, model)
+        print(
+            f"baseline, SentencePiece alone (1 process, 1 thread, texts in memory): {direct_wall:,.0f} tokens/s "
+            f"wall, {direct_cpu:,.0f} tokens per CPU-second"
+        )
         output = work / f"tokens-{workers}x{threads}"
         wall_rate, cpu_rate, manifest = pipeline(prepared, model, output, workers, threads)
         assert sum(manifest["tokens"].values()) == tokens, "pipeline and baseline disagree on the token count"
         cores = workers * threads
         print(
-            f"llamaprep tokenize, local runner, {workers} worker(s) x {threads} thread(s) (whole CLI run: start-up,"
+            f"  llamaprep tokenize, local runner, {workers} worker(s) x {threads} thread(s) (whole CLI run: start-up,"
             f" read, encode, write, manifest): {wall_rate:,.0f} tokens/s wall = {wall_rate / cores:,.0f} per core "
             f"(ratio {wall_rate / cores / direct_wall:.2f}); {cpu_rate:,.0f} tokens per CPU-second "
             f"(ratio {cpu_rate / direct_cpu:.2f})"
