@@ -111,4 +111,4 @@ def render(stats: dict[str, Any]) -> str:
             lines.append(f"  {bucket:>15}  {count:>8,}  {bar}")
     if stats["manifest_mismatch"]:
         lines += ["", f"WARNING: manifest token counts disagree with the shards for {stats['manifest_mismatch']}"]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
