@@ -99,21 +99,28 @@ class EncodeTask(beam.DoFn):
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "skipped.empty_text")
 
     def process(self, task: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        columns: dict[str, dict[str, list]] = {s: defaultdict(list) for s in SPLITS}
+        ids, texts, sources, languages = [], [], [], []
         skipped = 0
         for batch in self._batches(task):
             data = batch.select(["id", "text", "source", "language"]).to_pydict()
-            keep = [i for i, text in enumerate(data["text"]) if text]
-            skipped += batch.num_rows - len(keep)
-            encoded = self._tokenizer.encode_batch(
-                [data["text"][i] for i in keep], bos=True, eos=True, num_threads=self._num_threads
-            )
-            for i, tokens in zip(keep, encoded, strict=True):
-                split = columns[split_of(data["id"][i], self._val_fraction)]
-                split["id"].append(data["id"][i])
-                split["source"].append(data["source"][i])
-                split["language"].append(data["language"][i])
-                split["tokens"].append(tokens)
+            for doc_id, text, source, language in zip(
+                data["id"], data["text"], data["source"], data["language"], strict=True
+            ):
+                if not text:
+                    skipped += 1
+                    continue
+                ids.append(doc_id)
+                texts.append(text)
+                sources.append(source)
+                languages.append(language)
+        encoded = self._tokenizer.encode_batch(texts, bos=True, eos=True, num_threads=self._num_threads)
+        columns: dict[str, dict[str, list]] = {s: defaultdict(list) for s in SPLITS}
+        for doc_id, source, language, tokens in zip(ids, sources, languages, encoded, strict=True):
+            split = columns[split_of(doc_id, self._val_fraction)]
+            split["id"].append(doc_id)
+            split["source"].append(source)
+            split["language"].append(language)
+            split["tokens"].append(tokens)
         self._skipped.inc(skipped)
         if skipped:
             yield {"split": None, "skipped_empty": skipped}
