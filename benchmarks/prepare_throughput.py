@@ -52,13 +52,16 @@ def baseline(inputs: list[str], stages: str) -> dict:
 
 
 def run(label: str, command: list[str], cores: int) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(label=label, seconds=seconds, cores=cores)
+    result.update(label=label, seconds=seconds, cores=cores, cpu_seconds=cpu)
     return result
 
 
@@ -98,19 +101,24 @@ def main() -> None:
         f"prepare throughput on {len(inputs)} webmix shard(s), {base['read']:,} documents, "
         f"{base['text_bytes'] / 1e6:,.1f} MB of text; machine has {os.cpu_count()} cores; stages {args.stages}"
     )
-    header = f"{'run':42} {'seconds':>8} {'docs/s/core':>12} {'MB/s/core':>10} {'peak RSS MB':>12} {'vs baseline':>12}"
+    header = (
+        f"{'run':42} {'wall s':>7} {'CPU s':>7} {'docs/s/core':>12} {'MB/s/core':>10} {'docs/CPU-s':>11} "
+        f"{'peak RSS MB':>12} {'vs baseline':>12}"
+    )
     print(header)
     print("-" * len(header))
     base_rate = base["read"] / base["seconds"]
     for r in results:
         rate = r["read"] / r["seconds"] / r["cores"]
         mbps = r["text_bytes"] / 1e6 / r["seconds"] / r["cores"]
+        per_cpu = r["read"] / r["cpu_seconds"]
         print(
-            f"{r['label']:42} {r['seconds']:8.1f} {rate:12,.0f} {mbps:10.2f} {r['peak_rss_mb']:12,.0f} "
-            f"{rate / base_rate:11.2f}x"
+            f"{r['label']:42} {r['seconds']:7.1f} {r['cpu_seconds']:7.1f} {rate:12,.0f} {mbps:10.2f} {per_cpu:11,.0f} "
+            f"{r['peak_rss_mb']:12,.0f} {rate / base_rate:11.2f}x"
         )
         if r["kept"] != base["kept"]:
             print(f"  WARNING: kept {r['kept']} documents, baseline kept {base['kept']}")
+    print("docs/s/core = documents / wall seconds / cores used; 'vs baseline' compares that figure.")
 
 
 if __name__ == "__main__":

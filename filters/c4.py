@@ -19,15 +19,18 @@ so Chinese and Japanese lines are judged like spaced scripts (the reference drop
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from filters.base import ConfigError, Stage
 from filters.document import Document, Rejection
-from filters.text_stats import count_words, sentence_end_pattern
+from filters.text_stats import ASCII_WHITESPACE, CJK_CHARS, count_words, sentence_end_pattern
 
 C4_END_MARKS = [".", "?", "!", '"', "。", "！", "？"]
 C4_POLICY_SUBSTRINGS = [
@@ -39,7 +42,6 @@ C4_POLICY_SUBSTRINGS = [
     "use cookies",
 ]
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
-_CJK_AND_SPACE = "\\s\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 
 
 @dataclass
@@ -80,7 +82,18 @@ class C4Result:
 
 @lru_cache(maxsize=16)
 def _long_word_pattern(max_word_length: int) -> re.Pattern[str]:
-    return re.compile(rf"[^{_CJK_AND_SPACE}]{{{max_word_length + 1}}}")
+    return re.compile(rf"[^\s{CJK_CHARS}]{{{max_word_length + 1}}}")
+
+
+def _has_long_word(line: str, max_word_length: int) -> bool:
+    """True if a word (whitespace token; CJK characters are words of one) is longer than the limit. ASCII
+    lines use numpy (gaps between spaces) because a regex tries every start position of a long line."""
+    if line.isascii():
+        data = np.frombuffer(line.encode("ascii"), dtype=np.uint8)
+        spaces = np.flatnonzero(ASCII_WHITESPACE[data])
+        bounds = np.concatenate(([-1], spaces, [len(data)]))
+        return bool(np.diff(bounds).max() - 1 > max_word_length)
+    return _long_word_pattern(max_word_length).search(line) is not None
 
 
 @lru_cache(maxsize=16)
@@ -106,7 +119,6 @@ def c4_clean(text: str, config: C4Config) -> C4Result:
     or a single regex scan per line."""
     end_marks = tuple(config.end_marks)
     ellipses = tuple(config.ellipsis_marks)
-    long_word = _long_word_pattern(config.max_word_length)
     sentence_end = _sentence_pattern(end_marks)
     bad_words = _bad_words_pattern(tuple(config.bad_words), config.bad_words_file)
     removed = dict.fromkeys(("too_long_word", "no_end_mark", "too_few_words", "javascript", "policy"), 0)
@@ -120,7 +132,7 @@ def c4_clean(text: str, config: C4Config) -> C4Result:
         line = raw_line.strip()
         if not line:
             continue
-        if long_word.search(line):
+        if len(line) > config.max_word_length and _has_long_word(line, config.max_word_length):
             removed["too_long_word"] += 1
             continue
         if config.remove_citations:
@@ -144,7 +156,9 @@ def c4_clean(text: str, config: C4Config) -> C4Result:
             continue
         if bad_words is not None and bad_words.search(lower):
             return rejected("bad_words")
-        sentences += max(1, sum(1 for _ in sentence_end.finditer(line)))  # a kept line is >= 1 sentence
+        if sentences < config.min_num_sentences:  # only the threshold matters: stop counting once met
+            needed = config.min_num_sentences - sentences
+            sentences += max(1, sum(1 for _ in itertools.islice(sentence_end.finditer(line), needed)))
         kept.append(line)
 
     if not kept:

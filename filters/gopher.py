@@ -23,7 +23,17 @@ import numpy as np
 
 from filters.base import ConfigError, Stage
 from filters.document import Document, Rejection
-from filters.text_stats import TOKEN_BOUNDARY, count_words, has_alpha, is_cjk_char, is_symbol_word, split_words
+from filters.text_stats import (
+    ASCII_WHITESPACE,
+    TOKEN_BOUNDARY,
+    contains_cjk,
+    count_words,
+    has_alpha,
+    is_cjk_char,
+    is_symbol_word,
+    nonempty_lines,
+    split_words,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Quality filter
@@ -68,14 +78,16 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
     Cost is linear in the text and bounded: words are counted with an early stop at `max_doc_words`, so
     a huge document is rejected before it is split into words.
     """
-    if count_words(text, limit=config.max_doc_words + 1) > config.max_doc_words:
+    # Each word takes at least one character, so only a longer text needs the bounded count first.
+    if len(text) > config.max_doc_words and count_words(text, limit=config.max_doc_words + 1) > config.max_doc_words:
         return "word_count"
     words = split_words(text)
     n_words = len(words)
     if n_words < config.min_doc_words or n_words == 0:
         return "word_count"
 
-    spaced_words = [w for w in words if not is_cjk_char(w) and not is_symbol_word(w)]
+    cjk = contains_cjk(text)
+    spaced_words = [w for w in words if not is_symbol_word(w) and not (cjk and is_cjk_char(w))]
     if len(spaced_words) * 2 >= n_words:  # undefined for text mostly in unspaced (CJK) script
         mean_length = sum(map(len, spaced_words)) / len(spaced_words)
         if not config.min_avg_word_length <= mean_length <= config.max_avg_word_length:
@@ -86,7 +98,7 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
     if (text.count("...") + text.count("…")) / n_words > config.max_ellipsis_word_ratio:
         return "ellipsis_ratio"
 
-    lines = [stripped for line in text.split("\n") if (stripped := line.strip())]
+    lines = nonempty_lines(text)
     if lines:
         bullets = tuple(config.bullets)
         if bullets and sum(line.startswith(bullets) for line in lines) / len(lines) > config.max_bullet_lines_ratio:
@@ -94,7 +106,7 @@ def gopher_quality_reason(text: str, config: GopherQualityConfig, language: str 
         if sum(line.endswith(("...", "…")) for line in lines) / len(lines) > config.max_ellipsis_lines_ratio:
             return "ellipsis_lines"
 
-    if sum(map(has_alpha, words)) / n_words < config.min_alpha_words_ratio:
+    if sum(1 for w in words if has_alpha(w)) / n_words < config.min_alpha_words_ratio:
         return "alpha_words"
 
     if config.min_stop_words > 0 and (language is None or language in config.stop_words_languages):
@@ -171,22 +183,59 @@ def duplicate_fractions(elements: Sequence[str]) -> tuple[float, float]:
 
 
 def word_hashes_and_lengths(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes and character lengths of the words of `text`, computed chunk by chunk so a huge
-    document never exists as one giant list of Python strings."""
-    hashes, lengths = [], []
+    """64-bit hashes and character lengths of the words of `text` (`split_words`), computed chunk by
+    chunk so a huge document never exists as one giant list of Python strings or arrays. Text whose words
+    are separated by ASCII whitespace only (no CJK, no exotic spaces: nearly all text after `normalize`)
+    is hashed on its UTF-8 bytes with numpy, without creating a Python string per word."""
+    hash_chunk = _utf8_chunk_hashes if _splits_on_ascii_whitespace(text) else _str_chunk_hashes
+    hashes, lengths = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     start = 0
     while start < len(text):
         end = min(start + _CHUNK_CHARS, len(text))
         if end < len(text):  # move the cut to a word boundary so no word is split
             boundary = TOKEN_BOUNDARY.search(text, end)
             end = boundary.start() if boundary else len(text)
-        words = split_words(text[start:end])
-        hashes.append(np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64))
-        lengths.append(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+        chunk_hashes, chunk_lengths = hash_chunk(text[start:end])
+        hashes.append(chunk_hashes)
+        lengths.append(chunk_lengths)
         start = end
-    if not hashes:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     return np.concatenate(hashes), np.concatenate(lengths)
+
+
+def _splits_on_ascii_whitespace(text: str) -> bool:
+    """True if `split_words(text)` is a split on ASCII whitespace only (one hashing scheme per document)."""
+    if text.isascii():
+        return True
+    return not contains_cjk(text) and not any(space in text for space in _NON_ASCII_WHITESPACE)
+
+
+def _str_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
+    words = split_words(chunk)
+    hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    return hashes, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+
+
+_NON_ASCII_WHITESPACE = [chr(c) for c in range(128, 0x3001) if chr(c).isspace()]
+# Tabulation (Zobrist) hashing: a word hashes to the XOR of one random 64-bit entry per (byte offset mod 64,
+# byte), mixed with its length. Fixed seed: hashes are stable across processes.
+_TABULATION = np.random.default_rng(0x60F4E5).integers(0, 2**63, size=(64, 256), dtype=np.int64).view(np.uint64)
+
+
+def _utf8_chunk_hashes(chunk: str) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(chunk.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    positions = np.flatnonzero(~ASCII_WHITESPACE[data]).astype(np.int32)
+    if len(positions) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    is_start = np.ones(len(positions), dtype=bool)
+    is_start[1:] = positions[1:] != positions[:-1] + 1
+    starts = np.flatnonzero(is_start)
+    byte_lengths = np.diff(np.append(starts, len(positions)))
+    offset_in_word = np.arange(len(positions), dtype=np.int32) - np.repeat(starts, byte_lengths).astype(np.int32)
+    word_bytes = data[positions]
+    entries = _TABULATION[offset_in_word % 64, word_bytes]
+    hashes = np.bitwise_xor.reduceat(entries, starts) ^ (byte_lengths.astype(np.uint64) * _HASH_MULTIPLIER)
+    char_lengths = np.add.reduceat((word_bytes & 0xC0) != 0x80, starts, dtype=np.int64)  # skip continuation bytes
+    return hashes, char_lengths
 
 
 def _ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
@@ -203,6 +252,23 @@ def _ngram_chars(lengths: np.ndarray, n: int) -> np.ndarray:
     return cumulative[n:] - cumulative[:-n]
 
 
+def _sorted_runs(ngrams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of `ngrams` (sorted) and how often each occurs: a sort plus a linear pass, the
+    cheapest exact count numpy offers (np.unique with indices is several times slower)."""
+    ordered = np.sort(ngrams)
+    starts = np.concatenate(([0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1))
+    counts = np.diff(np.concatenate((starts, [len(ordered)])))
+    return ordered[starts], counts
+
+
+def _occurs_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Boolean mask: which `values` are in `sorted_set` (binary search, no extra sort of `values`)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    found = np.searchsorted(sorted_set, values)
+    return sorted_set[np.minimum(found, len(sorted_set) - 1)] == values
+
+
 def top_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) -> float:
     """Characters covered by the most frequent repeated n-gram (count x its length) / all word characters.
     An n-gram seen only once is not "repeated" and scores 0, so short documents are not penalised."""
@@ -210,12 +276,14 @@ def top_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) ->
     if len(word_hashes) < n or total == 0:
         return 0.0
     ngrams = _ngram_hashes(word_hashes, n)
-    _, first_index, counts = np.unique(ngrams, return_index=True, return_counts=True)
-    top = counts.max()
+    values, counts = _sorted_runs(ngrams)
+    top = int(counts.max())
     if top < 2:
         return 0.0
-    chars = _ngram_chars(lengths, n)[first_index[counts == top]].max()
-    return float(top * chars / total)
+    tied = values[counts == top]
+    occurrences = ngrams == tied[0] if len(tied) == 1 else _occurs_in(ngrams, tied)
+    chars = int(_ngram_chars(lengths, n)[occurrences].max())
+    return top * chars / total
 
 
 def dup_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) -> float:
@@ -226,9 +294,12 @@ def dup_ngram_char_frac(word_hashes: np.ndarray, lengths: np.ndarray, n: int) ->
     if n_words < n or total == 0:
         return 0.0
     ngrams = _ngram_hashes(word_hashes, n)
-    _, inverse, counts = np.unique(ngrams, return_inverse=True, return_counts=True)
+    values, counts = _sorted_runs(ngrams)
+    repeated = values[counts > 1]
+    if len(repeated) == 0:
+        return 0.0
     starts = np.zeros(n_words, dtype=np.int64)
-    starts[: len(ngrams)] = counts[inverse] > 1
+    starts[: len(ngrams)] = _occurs_in(ngrams, repeated)
     cumulative = np.concatenate(([0], np.cumsum(starts)))
     positions = np.arange(1, n_words + 1)
     covering = cumulative[positions] - cumulative[np.maximum(positions - n, 0)]  # duplicate starts covering
@@ -256,9 +327,15 @@ def gopher_repetition_reason(text: str, config: GopherRepetitionConfig) -> str |
     for n, max_frac in zip(config.top_ngram_sizes, config.top_ngram_max_fracs, strict=True):
         if top_ngram_char_frac(word_hashes, lengths, n) > max_frac:
             return f"top_{n}gram_char_frac"
-    for n, max_frac in zip(config.dup_ngram_sizes, config.dup_ngram_max_fracs, strict=True):
-        if dup_ngram_char_frac(word_hashes, lengths, n) > max_frac:
+    # Words covered by duplicate (n+1)-grams are covered by duplicate n-grams too, so the fraction never
+    # grows with n: once it is under every threshold still to check, the larger n cannot fail.
+    dup_rules = sorted(zip(config.dup_ngram_sizes, config.dup_ngram_max_fracs, strict=True))
+    for index, (n, max_frac) in enumerate(dup_rules):
+        frac = dup_ngram_char_frac(word_hashes, lengths, n)
+        if frac > max_frac:
             return f"dup_{n}gram_char_frac"
+        if all(frac <= later for _, later in dup_rules[index + 1 :]):
+            break
     return None
 
 

@@ -12,6 +12,9 @@ STAGES: dict[str, str] = {
     "c4": "filters.c4:C4Filter",
     "gopher_repetition": "filters.gopher:GopherRepetitionFilter",
     "gopher_quality": "filters.gopher:GopherQualityFilter",
+    "langid": "filters.langid:LanguageIdentifier",
+    "quality": "filters.quality:QualityClassifier",
+    "perplexity": "filters.perplexity:PerplexityStage",
 }
 
 

@@ -1,9 +1,9 @@
 """Word splitting and small text measurements shared by the heuristic filters.
 
 The published heuristics (Gopher, C4) count whitespace-separated words, which makes every Chinese or
-Japanese line a single "word". Here each Han, kana or CJK-punctuation-free ideograph counts as one word
-instead, so word-count rules mean roughly the same amount of text in every script; for space-separated
-scripts the split is exactly a whitespace split. All functions are linear in the text length.
+Japanese line a single "word". Here each CJK ideograph or kana counts as one word instead, so word-count
+rules mean roughly the same amount of text in every script; for space-separated scripts the split is
+exactly `str.split()`. All functions are linear in the text length.
 """
 
 from __future__ import annotations
@@ -11,29 +11,45 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from functools import lru_cache
 
-# Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP + extensions).
-_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_WORD_RE = re.compile(rf"[{_CJK_CHARS}]|[^\s{_CJK_CHARS}]+")
-_CJK_RE = re.compile(rf"[{_CJK_CHARS}]")
+import numpy as np
+
+# Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP blocks only: the
+# rare astral extensions stay inside their whitespace token, and a BMP-only class is a fast bitmap in `re`).
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD_RE = re.compile(rf"[{CJK_CHARS}]|[^\s{CJK_CHARS}]+")
+_CJK_RE = re.compile(rf"[{CJK_CHARS}]")
+_COUNT_CHUNK = 1 << 16
 # A position where a token cannot continue across: before whitespace or before a CJK character.
-TOKEN_BOUNDARY = re.compile(rf"[\s{_CJK_CHARS}]")
+TOKEN_BOUNDARY = re.compile(rf"[\s{CJK_CHARS}]")
+# Byte -> is it whitespace, for numpy scans of ASCII text: exactly the ASCII characters str.split() splits on.
+ASCII_WHITESPACE = np.zeros(256, dtype=bool)
+ASCII_WHITESPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
 
 def split_words(text: str) -> list[str]:
     """Whitespace-separated tokens, with each CJK ideograph or kana as a token of its own."""
+    if not contains_cjk(text):
+        return text.split()
     return _WORD_RE.findall(text)
 
 
 def count_words(text: str, limit: int | None = None) -> int:
-    """Number of `split_words` tokens, stopping at `limit` so a huge document costs bounded work."""
-    count = 0
-    for _ in _WORD_RE.finditer(text):
-        count += 1
-        if limit is not None and count >= limit:
-            break
-    return count
+    """Number of `split_words` tokens, counted chunk by chunk and stopping once past `limit`, so a huge
+    document costs bounded work."""
+    count = start = 0
+    while start < len(text) and (limit is None or count < limit):
+        end = min(start + _COUNT_CHUNK, len(text))
+        if end < len(text):
+            boundary = TOKEN_BOUNDARY.search(text, end)
+            end = boundary.start() if boundary else len(text)
+        count += len(split_words(text[start:end]))
+        start = end
+    return count if limit is None else min(count, limit)
+
+
+def contains_cjk(text: str) -> bool:
+    return not text.isascii() and _CJK_RE.search(text) is not None
 
 
 def is_cjk_char(token: str) -> bool:
@@ -41,19 +57,18 @@ def is_cjk_char(token: str) -> bool:
     return len(token) == 1 and _CJK_RE.match(token) is not None
 
 
-@lru_cache(maxsize=4096)
-def _is_symbol_char(char: str) -> bool:
-    return unicodedata.category(char)[0] in "PS"
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def is_symbol_word(word: str) -> bool:
-    """True when a token is only punctuation or symbols ("-", "|", "©", "..."): not a word to count."""
-    return all(_is_symbol_char(c) for c in word)
+    """True when a token has no letter or digit ("-", "|", "©", "..."): not a word to measure."""
+    return _LETTER_OR_DIGIT.search(word) is None
 
 
 def has_alpha(word: str) -> bool:
     """True when a token contains at least one alphabetic character (any script)."""
-    return any(c.isalpha() for c in word)
+    return _LETTER.search(word) is not None
 
 
 def nonempty_lines(text: str) -> list[str]:
@@ -61,10 +76,14 @@ def nonempty_lines(text: str) -> list[str]:
     return [stripped for line in text.split("\n") if (stripped := line.strip())]
 
 
+_QUOTES = "\"'”’「」『』"
+
+
 def sentence_end_pattern(end_marks: Iterable[str]) -> re.Pattern[str]:
     """Regex matching one sentence end: a run of end marks, optional closing quotes or brackets, then
     whitespace or the end of the line. CJK full stops end a sentence without a following space. Quote marks
-    (which C4 accepts as line endings) are not sentence ends on their own."""
+    (which C4 accepts as line endings) are not sentence ends on their own; multi-character marks only count
+    as line endings."""
     marks = sorted(set(end_marks) - set(_QUOTES))
     spaced = "".join(re.escape(m) for m in marks if len(m) == 1 and not _is_fullwidth(m))
     unspaced = "".join(re.escape(m) for m in marks if len(m) == 1 and _is_fullwidth(m))
@@ -74,9 +93,6 @@ def sentence_end_pattern(end_marks: Iterable[str]) -> re.Pattern[str]:
     if unspaced:
         parts.append(rf"[{unspaced}]+[」』”’）]*")
     return re.compile("|".join(parts) if parts else r"(?!x)x")
-
-
-_QUOTES = "\"'”’「」『』"
 
 
 def _is_fullwidth(char: str) -> bool:

@@ -18,6 +18,7 @@ from filters.base import ConfigError
 COMMAND_MODULES = (
     "pipelines.prepare",
     "pipelines.stats",
+    "pipelines.quality_train",
     "tokenizer.cli",
     "pipelines.tokenize",
 )

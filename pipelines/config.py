@@ -33,6 +33,7 @@ RESERVED_SECTIONS = ("stages", "reader", "shards")
 class ShardConfig:
     target_bytes: int = DEFAULT_TARGET_SHARD_BYTES  # text bytes per shard before compression
     compression: str = "zstd"  # Arrow IPC buffer compression: zstd, lz4 or none
+    split_by_language: bool = False  # one shard set per language (documents/<lang>/), as CCNet's split_by_lang
 
     def validate(self) -> None:
         if self.target_bytes <= 0:

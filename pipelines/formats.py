@@ -12,7 +12,6 @@ import ast
 import gzip
 import io
 import json
-import os
 import posixpath
 import re
 import zlib
@@ -386,7 +385,3 @@ def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Re
     except READ_ERRORS as error:
         kind = "corrupt_compression" if path.lower().endswith(_COMPRESSED_SUFFIXES) else "corrupt_file"
         yield Skip(kind, f"{path}: {type(error).__name__}: {error}")
-
-
-def local_size(path: str) -> int | None:
-    return os.path.getsize(path) if os.path.exists(path) else None

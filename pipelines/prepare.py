@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from filters.base import ConfigError
 from filters.document import DOCUMENT_SCHEMA, SCHEMA_VERSION, Document
+from filters.langid import language_partition_key
 from pipelines.config import PrepareConfig, dump_config, load_prepare_config
 from pipelines.formats import FORMATS
 from pipelines.readers import ReadDocuments, check_inputs, parse_input
@@ -75,11 +76,14 @@ def build_prepare(
     kept = flush(kept)
 
     compression = None if config.shards.compression == "none" else config.shards.compression
+    partition = language_partition_key if config.shards.split_by_language else None
     infos = (
         kept
         | "CountKept" >> beam.Map(_count_kept)
         | "WriteDocuments"
-        >> WriteShards(output, DOCUMENTS_DIR, DOCUMENT_SCHEMA, document_row, config.shards.target_bytes, compression)
+        >> WriteShards(
+            output, DOCUMENTS_DIR, DOCUMENT_SCHEMA, document_row, config.shards.target_bytes, compression, partition
+        )
     )
     (
         infos
@@ -224,6 +228,14 @@ def print_summary(output: str, manifest: dict[str, Any]) -> None:
         print("  ACCOUNTING MISMATCH: read != kept + dropped", file=sys.stderr)
 
 
+SUGAR_FLAGS = {
+    "languages": "langid.languages",
+    "min_language_score": "langid.min_score",
+    "quality_model": "quality.model_path",
+    "min_quality": "quality.min_score",
+}
+
+
 def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
     """One line for scripts and benchmarks: counts, bytes and this process's peak memory."""
     peak_kb = max(
@@ -249,6 +261,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
             overrides.append(f"reader.{name}={value}")
     if args.target_shard_mb is not None:
         overrides.append(f"shards.target_bytes={int(args.target_shard_mb * 1024 * 1024)}")
+    if args.split_by_language:
+        overrides.append("shards.split_by_language=true")
+    for flag, key in SUGAR_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
     return overrides + list(args.set or [])
 
 
@@ -271,6 +289,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", help="source label for every document (default: from records or file names)")
     parser.add_argument("--limit", type=int, help="read only the first N documents (sampling a dump)")
     parser.add_argument("--target-shard-mb", type=float, help="approximate text size of one shard (default 256)")
+    parser.add_argument("--languages", help="langid: keep only these languages (comma-separated, e.g. en,de)")
+    parser.add_argument("--min-language-score", type=float, help="langid: minimum top-language score (0.5)")
+    parser.add_argument("--quality-model", help="quality: fastText model from `llamaprep quality train`")
+    parser.add_argument("--min-quality", type=float, help="quality: minimum probability of the positive label")
+    parser.add_argument("--split-by-language", action="store_true", help="one shard set per language")
     parser.add_argument("--keep-rejected", action="store_true", help="also write dropped documents to OUT/rejected/")
     parser.add_argument("--overwrite", action="store_true", help="replace prepared data already in --output")
     parser.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")

@@ -5,6 +5,7 @@ Layout of a prepared directory (local path, gs:// or s3://)::
     OUT/manifest.json                         schema version, inputs, config, counts, bytes, tool version
     OUT/documents/part-00000-of-00003.arrow   kept documents (DOCUMENT_SCHEMA), zstd-compressed IPC file
     OUT/rejected/part-00000-of-00001.arrow    with --keep-rejected: dropped documents + `drop_reason`
+    OUT/documents/en/part-00000-of-00002.arrow  with shards.split_by_language: one shard set per language
 
 A shard is first written under a temporary name in the same folder and renamed when complete, so a
 reader never sees a partial shard; the manifest is written last, so a directory without one is an
@@ -94,10 +95,11 @@ def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
 
 
 def shard_paths(directory: str, kind: str = DOCUMENTS_DIR) -> list[str]:
-    """The finished shards of one kind (`documents` or `rejected`), sorted by name."""
-    pattern = join(directory, kind, f"part-*{SHARD_SUFFIX}")
+    """The finished shards of one kind (`documents` or `rejected`, including per-language sub-folders
+    when the output was split), sorted by path."""
+    pattern = join(directory, kind, f"**part-*{SHARD_SUFFIX}")
     matches = FileSystems.match([pattern])[0].metadata_list
-    return sorted(m.path for m in matches)
+    return sorted(m.path for m in matches if not posixpath.basename(m.path).startswith("."))
 
 
 def iter_documents(directory: str, kind: str = DOCUMENTS_DIR, columns: list[str] | None = None) -> Iterator[Document]:

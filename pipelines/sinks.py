@@ -48,22 +48,27 @@ class _WriteOneShard(beam.DoFn):
         self._schema = schema
         self._compression = compression
 
-    def process(self, element: tuple[tuple[int, int], Iterable[dict[str, Any]]]) -> Iterable[dict[str, Any]]:
-        (index, count), rows = element
+    def process(self, element: tuple[tuple[str, int, int], Iterable[dict[str, Any]]]) -> Iterable[dict[str, Any]]:
+        (partition, index, count), rows = element
         ordered = sorted(rows, key=_sort_key)
-        relative = f"{self._kind}/{shard_name(index, count)}"
+        folder = f"{self._kind}/{partition}" if partition else self._kind
+        relative = f"{folder}/{shard_name(index, count)}"
         size = write_shard(ordered, join(self._directory, relative), self._schema, self._compression)
-        yield {
+        info = {
             "path": relative,
             "documents": len(ordered),
             "bytes": size,
             "text_bytes": sum(len(r["text"].encode("utf-8", errors="surrogatepass")) for r in ordered),
         }
+        if partition:
+            info["partition"] = partition
+        yield info
 
 
 class WriteShards(beam.PTransform):
-    """Write a PCollection (Documents or Rejections) under `directory/kind/`; outputs one info dict per
-    shard (path, documents, bytes, text_bytes) for the manifest."""
+    """Write a PCollection (Documents or Rejections) under `directory/kind/` (or `directory/kind/<partition>/`
+    when `partition` names each element's shard set, as CCNet splits output by language); outputs one
+    info dict per shard (path, documents, bytes, text_bytes) for the manifest."""
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class WriteShards(beam.PTransform):
         to_row: Callable[[Any], dict[str, Any]],
         target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES,
         compression: str | None = "zstd",
+        partition: Callable[[Any], str] | None = None,
     ):
         super().__init__()
         self._directory = directory
@@ -81,19 +87,28 @@ class WriteShards(beam.PTransform):
         self._to_row = to_row
         self._target = target_shard_bytes
         self._compression = compression
+        self._partition = partition
 
     def expand(self, items: beam.PCollection) -> beam.PCollection:
-        rows = items | "ToRows" >> beam.Map(self._to_row)
-        total = rows | "RowBytes" >> beam.Map(row_bytes) | "TotalBytes" >> beam.CombineGlobally(sum)
+        to_row, partition = self._to_row, self._partition
+        rows = items | "ToRows" >> beam.Map(lambda item: (partition(item) if partition else "", to_row(item)))
+        totals = (
+            rows
+            | "RowBytes" >> beam.MapTuple(lambda key, row: (key, row_bytes(row)))
+            | "TotalBytes" >> (beam.CombinePerKey(sum))
+        )
         target = self._target
 
-        def assign(row: dict[str, Any], total_bytes: int) -> tuple[tuple[int, int], dict[str, Any]]:
-            count = max(1, math.ceil(total_bytes / target))
-            return (shard_of(row["id"], count), count), row
+        def assign(
+            keyed: tuple[str, dict[str, Any]], total_bytes: dict[str, int]
+        ) -> tuple[tuple[str, int, int], dict[str, Any]]:
+            key, row = keyed
+            count = max(1, math.ceil(total_bytes[key] / target))
+            return (key, shard_of(row["id"], count), count), row
 
         return (
             rows
-            | "AssignShard" >> beam.Map(assign, total_bytes=beam.pvalue.AsSingleton(total))
+            | "AssignShard" >> beam.Map(assign, total_bytes=beam.pvalue.AsDict(totals))
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShard" >> beam.ParDo(_WriteOneShard(self._directory, self._kind, self._schema, self._compression))
         )

@@ -113,22 +113,22 @@ def render_text(stats: dict[str, Any], top: int = 15) -> str:
     blocks = [
         _table(
             [
-                ("documents read", f"{acc['read']:,}"),
+                ("documents read", f"{acc['read']:>10,}"),
                 ("documents kept", _share(acc["kept"], acc["read"])),
                 ("documents dropped", _share(acc["dropped_total"], acc["read"])),
-                ("read = kept + dropped", "yes" if acc["balanced"] else "NO"),
-                ("files read", f"{acc['files']:,}"),
-                ("text bytes (kept)", f"{stats['bytes']:,}"),
-                ("tokens (estimate, bytes/4)", f"{stats['tokens_estimate']:,}"),
-                ("shards", f"{stats['shards']} ({stats['shard_bytes']:,} bytes on disk)"),
+                ("read = kept + dropped", f"{'yes' if acc['balanced'] else 'NO':>10}"),
+                ("files read", f"{acc['files']:>10,}"),
+                ("text bytes (kept)", f"{stats['bytes']:>10,}"),
+                ("tokens (estimate, bytes/4)", f"{stats['tokens_estimate']:>10,}"),
+                ("shards", f"{stats['shards']:>10,}  ({stats['shard_bytes']:,} bytes on disk)"),
             ],
             f"Prepared data in {stats['directory']}",
         ),
         _table(
             [
-                ("mean", f"{length['mean']:,.0f}"),
-                *((f"p{p}", f"{length[f'p{p}']:,.0f}") for p in PERCENTILES),
-                ("max", f"{length['max']:,}"),
+                ("mean", f"{length['mean']:>10,.0f}"),
+                *((f"p{p}", f"{length[f'p{p}']:>10,.0f}") for p in PERCENTILES),
+                ("max", f"{length['max']:>10,}"),
             ],
             "Document length (characters)",
         ),
@@ -137,8 +137,8 @@ def render_text(stats: dict[str, Any], top: int = 15) -> str:
         rows = sorted(acc["dropped"].items(), key=lambda kv: -kv[1])
         blocks.append(_table([(k, _share(v, acc["read"])) for k, v in rows], "Dropped, by reason"))
     if acc["skipped"] or acc["repaired"]:
-        rows = [(f"skipped {k}", f"{v:,}") for k, v in acc["skipped"].items()]
-        rows += [(f"repaired {k}", f"{v:,}") for k, v in acc["repaired"].items()]
+        rows = [(f"skipped {k}", f"{v:>10,}") for k, v in acc["skipped"].items()]
+        rows += [(f"repaired {k}", f"{v:>10,}") for k, v in acc["repaired"].items()]
         blocks.append(_table(rows, "Records that were not documents / repairs"))
     for key, title in (("languages", "Languages (kept documents)"), ("sources", "Sources (kept documents)")):
         items = list(stats[key].items())
@@ -149,7 +149,7 @@ def render_text(stats: dict[str, Any], top: int = 15) -> str:
     quality = stats["quality_histogram"]
     if quality["documents"]:
         step = 1.0 / quality["bins"]
-        rows = [(f"{i * step:.2f}-{(i + 1) * step:.2f}", f"{c:,}") for i, c in enumerate(quality["counts"])]
+        rows = [(f"{i * step:.2f}-{(i + 1) * step:.2f}", f"{c:>10,}") for i, c in enumerate(quality["counts"])]
         blocks.append(_table(rows, f"Quality score ({quality['documents']:,} scored documents)"))
     return "\n\n".join(blocks) + "\n"
 

@@ -116,3 +116,21 @@ def test_config_file_errors_are_clear(tmp_path, cli, capsys, suffix):
     bad.write_text("stages = [unclosed" if suffix == ".toml" else "stages: [unclosed")
     assert cli("prepare", CC_JSONL, "--output", tmp_path / "o", "--config", bad) == 2
     assert "cannot parse" in capsys.readouterr().err
+
+
+def test_split_by_language_writes_one_shard_set_per_language(tmp_path, cli):
+    out = tmp_path / "split"
+    args = ["--stages", "normalize,langid", "--split-by-language", "--min-language-score", "0.6"]
+    assert cli("prepare", CC_JSONL, "--output", out, *args) == 0
+    manifest = read_manifest(str(out))
+    assert manifest["config"]["langid"]["min_score"] == 0.6
+    by_folder = Counter()
+    for path in shard_paths(str(out)):
+        languages = set(read_shard(path).column("language").to_pylist())
+        folder = path.split("/documents/")[1].split("/")[0]
+        assert languages == {folder}
+        by_folder[folder] += read_shard(path).num_rows
+    assert by_folder["en"] > 200 and len(by_folder) > 10
+    assert sum(by_folder.values()) == manifest["counts"]["kept"]
+    scores = table(out).column("language_score").to_pylist()
+    assert min(scores) >= 0.6

@@ -1,0 +1,88 @@
+"""Language identification with a fastText LID model (lid.176 by default), with CCNet's semantics.
+
+CCNet (Wenzek et al. 2020, cc_net/split_by_lang.py) classifies the whole document with its newlines
+replaced by spaces, stores the top language and its probability, and keeps documents whose score reaches
+0.5; LLaMA then kept English only. Here the language filter is opt-in (`languages`, empty = keep all and
+annotate) and the score threshold applies to every document. Any supervised fastText model can replace
+lid.176 (`model_path`): labels are taken as they are once the `__label__` prefix is removed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from filters.base import ConfigError, Stage
+from filters.document import Document, Rejection
+from filters.fasttext_model import load_model, packaged_lid_model_path, predict_top, single_line, strip_label
+from filters.model_files import local_model_path
+
+UNKNOWN_LANGUAGE = "unknown"
+
+
+@dataclass
+class LangIdConfig:
+    """Options of the `langid` stage.
+
+    model_path: a fastText LID model (local path or URL such as gs://...); None = the packaged lid.176.ftz.
+    languages: keep only these labels (e.g. ["en"], as LLaMA); empty = keep every language.
+    min_score: drop documents whose top-language probability is lower (CCNet's default threshold 0.5).
+    """
+
+    model_path: str | None = None
+    languages: list[str] = field(default_factory=list)
+    min_score: float = 0.5
+
+    def validate(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"langid.min_score must be within [0, 1], got {self.min_score}")
+        self.languages = [strip_label(language) for language in self.languages]
+
+
+def language_decision(language: str | None, score: float, config: LangIdConfig) -> str | None:
+    """The rejection reason for a prediction, or None to keep the document."""
+    if language is None:
+        return "langid.empty" if config.languages or config.min_score > 0 else None
+    if config.languages and language not in config.languages:
+        return "langid.language"
+    if score < config.min_score:
+        return "langid.low_score"
+    return None
+
+
+def language_partition_key(doc: Document) -> str:
+    """The shard-set name of a document when output is split by language (CCNet's split_by_lang):
+    its language label made safe for a path component, or "unknown" when it has none."""
+    if not doc.language:
+        return UNKNOWN_LANGUAGE
+    return re.sub(r"[^A-Za-z0-9_-]", "_", doc.language)
+
+
+class LanguageIdentifier(Stage):
+    """Annotates `language` and `language_score`; drops documents by language and score."""
+
+    name = "langid"
+    Config = LangIdConfig
+
+    def __init__(self, config: LangIdConfig | None = None) -> None:
+        super().__init__(config)
+        self._model = None
+
+    def setup(self) -> None:
+        path = self.config.model_path or packaged_lid_model_path()
+        self._model = load_model(local_model_path(path))
+
+    def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
+        if self._model is None:
+            self.setup()
+        lines = [single_line(doc.text) for doc in docs]
+        to_predict = [i for i, line in enumerate(lines) if line.strip()]
+        predictions = dict(zip(to_predict, predict_top(self._model, [lines[i] for i in to_predict]), strict=True))
+        results: list[Document | Rejection] = []
+        for i, doc in enumerate(docs):
+            language, score = predictions.get(i, (None, 0.0))
+            doc.language = language
+            doc.language_score = score if language is not None else None
+            reason = language_decision(language, score, self.config)
+            results.append(doc if reason is None else Rejection(doc, reason))
+        return results
