@@ -185,7 +185,8 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
             directory = join(output, split)
             if not FileSystems.exists(directory):
                 FileSystems.mkdirs(directory)
-            if FileSystems.exists(record["staged"]) or not FileSystems.exists(final):  # a retried finalize
+            already_moved = FileSystems.exists(final) and not FileSystems.exists(record["staged"])  # a retry
+            if not already_moved:
                 FileSystems.rename([record["staged"]], [final])
             entries.append({"path": relative, "documents": record["documents"], "tokens": record["tokens"]})
         splits[split] = entries
@@ -259,6 +260,8 @@ def tokenize(
     """Run the pipeline; returns (manifest, counters)."""
     if not 0 <= val_fraction < 1:
         raise ConfigError("--val-fraction must be in [0, 1)")
+    if task_documents < 1:
+        raise ConfigError("--task-documents must be at least 1")
     inputs = shard_paths(input_dir)
     if not inputs:
         raise FileNotFoundError(f"{input_dir} has no documents/part-*.arrow shards (run `llamaprep prepare` first)")
