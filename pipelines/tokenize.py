@@ -344,7 +344,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--task-documents",
         type=int,
         default=DEFAULT_TASK_DOCUMENTS,
-        help="documents per parallel task (and at most per output shard; runs of whole record batches)",
+        help="about N documents per parallel task and so per output shard (whole input record batches)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace token shards already in --output")
     add_runner_arguments(parser)
