@@ -165,3 +165,13 @@ def test_demo_flow_on_prepare_output(prepared_sample, tmp_path):
     texts = {d["id"]: d["text"] for path in shard_paths(str(prepared_sample)) for d in read_shard(path).to_pylist()}
     assert set(rows) == set(texts)
     assert all(tokenizer.decode(rows[i][1]) == text for i, text in texts.items())
+
+
+def test_stats_command_reads_token_directories(tokens, capsys, tmp_path):
+    from pipelines.cli import main
+
+    report = tmp_path / "tokens.html"
+    assert main(["stats", str(tokens), "--html", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == render(token_stats(tokens))
+    assert "gutenberg" in printed and "<pre>" in report.read_text()
