@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenizer.token_shards import TokenShard, read_token_manifest, token_shard_paths
+from tokenizer.token_shards import TokenShard, token_shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,6 @@ class TokenLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.manifest = read_token_manifest(directory)
         self.split = split
         self.seq_len = seq_len
         self.seed = seed
@@ -124,10 +123,6 @@ class TokenLoader:
         self.sample_index = 0
         self._choices_block = -1
         self._choices = np.zeros(0, dtype=np.int64)
-
-    @property
-    def vocab_size(self) -> int | None:
-        return self.manifest.get("vocab_size")
 
     def _index_sources(self) -> list[SourceStream]:
         per_source: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}

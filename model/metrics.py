@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-# Dense bf16 tensor-core peaks from the vendors' datasheets (no sparsity), FLOP/s.
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
+# Dense bf16 tensor-core peaks from NVIDIA's datasheets (without sparsity), FLOP/s, matched in this order
+# against torch.cuda.get_device_name (the PCIe H100 is slower than the SXM one).
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
 
 
 def peak_flops(device: torch.device, override_tflops: float | None = None) -> float | None:
@@ -22,7 +23,7 @@ def peak_flops(device: torch.device, override_tflops: float | None = None) -> fl
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
 
 
 class MetricsLogger:
