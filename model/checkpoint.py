@@ -96,7 +96,7 @@ def load_training_checkpoint(
     if not state_path.is_file():
         raise FileNotFoundError(f"{directory} is not a training checkpoint (no {TRAIN_STATE_FILE})")
     model_state = torch.load(directory / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
     set_state_dict(
         model,
         optimizer,
