@@ -82,15 +82,29 @@ def plan_run(config: TrainConfig, context: DistributedContext, resume_from: Path
 
 
 def prepare_model(plan: RunPlan, config: TrainConfig, context: DistributedContext) -> Transformer:
-    """Build (same seed on every rank), then activation checkpointing, per-block compile and FSDP2."""
-    model = build_model(plan.model_args, device=context.device, seed=config.seed)
+    """Build, then activation checkpointing, per-block compile and FSDP2.
+
+    Sharded GPU runs build on the meta device, shard, and only then allocate and initialize each rank's
+    shard, so no GPU ever holds the whole float32 model. Single-process runs and CPU process groups build
+    the whole model from the seed first, which makes a sharded CPU run start from exactly the weights of
+    a single-process one (the equivalence test relies on it)."""
+    on_gpu = context.device.type == "cuda"
+    shard_on_gpu = context.distributed and on_gpu
+    if shard_on_gpu:
+        torch.manual_seed(config.seed)
+        with torch.device("meta"):
+            model = Transformer(plan.model_args)
+    else:
+        model = build_model(plan.model_args, device=context.device, seed=config.seed)
     model.activation_checkpointing = config.activation_checkpointing
     if config.compile:
         for layer in model.layers:
             layer.compile()
     if context.distributed:
-        on_gpu_bf16 = context.device.type == "cuda" and plan.compute_dtype == torch.bfloat16
-        shard_model(model, param_dtype=torch.bfloat16 if on_gpu_bf16 else None)
+        shard_model(model, param_dtype=torch.bfloat16 if on_gpu and plan.compute_dtype == torch.bfloat16 else None)
+    if shard_on_gpu:
+        model.to_empty(device=context.device)
+        model.init_weights()
     return model
 
 
