@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from model.config import NAMED_CONFIGS, TrainConfig
@@ -37,6 +38,19 @@ _TRAIN_HELP = {
     "dtype": "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16",
     "threads": "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)",
 }
+
+
+def reporting_errors(command: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad settings or checkpoints end with one clear line and exit status 2, not a traceback."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (ValueError, KeyError) as error:
+            print(f"llamaprep {command}: error: {error}", file=sys.stderr)
+            return 2
+
+    return guarded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,7 +97,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[field.name])
         else:
             parser.add_argument(flag, type=_field_type(field), default=None, help=_TRAIN_HELP[field.name])
-    parser.set_defaults(func=run_train)
+    parser.set_defaults(func=reporting_errors("train", run_train))
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -137,12 +151,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     from model.train import train
 
-    try:
-        config = train_config_from_args(args)
-        result = train(config, resume=args.resume, tokenizer=args.tokenizer)
-    except ValueError as error:
-        print(f"llamaprep train: error: {error}", file=sys.stderr)
-        return 2
+    result = train(train_config_from_args(args), resume=args.resume, tokenizer=args.tokenizer)
     if result.checkpoint:
         print(f"final checkpoint: {result.checkpoint}")
     return 0
@@ -161,27 +170,23 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each step (slow)")
-    parser.set_defaults(func=run_generate)
+    parser.set_defaults(func=reporting_errors("generate", run_generate))
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from model.generate import generate_text
 
-    try:
-        outputs = generate_text(
-            args.checkpoint,
-            args.prompt,
-            tokenizer_path=args.tokenizer,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            seed=args.seed,
-            device=args.device,
-            use_cache=not args.no_cache,
-        )
-    except ValueError as error:
-        print(f"llamaprep generate: error: {error}", file=sys.stderr)
-        return 2
+    outputs = generate_text(
+        args.checkpoint,
+        args.prompt,
+        tokenizer_path=args.tokenizer,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        device=args.device,
+        use_cache=not args.no_cache,
+    )
     for prompt, output in zip(args.prompt, outputs, strict=True):
         print(f"{prompt}{output}")
         print("-" * 40)
@@ -195,16 +200,16 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     to_hf.add_argument("checkpoint", help="model directory (params.json + consolidated.*.pth) or training output")
     to_hf.add_argument("output", help="HF model directory to write (config.json + model.safetensors)")
     to_hf.add_argument("--dtype", default=None, help="cast weights, e.g. bfloat16 (default: keep)")
-    to_hf.set_defaults(func=run_to_hf)
+    to_hf.set_defaults(func=reporting_errors("convert to-hf", run_to_hf))
     from_hf = commands.add_parser("from-hf", help="HF LlamaForCausalLM directory -> Meta layout")
     from_hf.add_argument("hf_directory")
     from_hf.add_argument("output", help="model directory to write (params.json + consolidated.00.pth)")
-    from_hf.set_defaults(func=run_from_hf)
+    from_hf.set_defaults(func=reporting_errors("convert from-hf", run_from_hf))
     merge = commands.add_parser("merge", help="merge Meta's model-parallel consolidated.NN.pth into one file")
     merge.add_argument("checkpoint", help="original LLaMA directory (params.json + consolidated.NN.pth)")
     merge.add_argument("output")
     merge.add_argument("--vocab-size", type=int, default=None, help="for params.json files with vocab_size -1")
-    merge.set_defaults(func=run_merge)
+    merge.set_defaults(func=reporting_errors("convert merge", run_merge))
 
 
 def run_to_hf(args: argparse.Namespace) -> int:

@@ -203,3 +203,17 @@ def test_mixture_and_train_config_options(tmp_path) -> None:
     args = build_parser().parse_args(["train", "--data", "d", "--train-config", str(tmp_path / "bad.toml")])
     with pytest.raises(ValueError, match="stepz"):
         train_config_from_args(args)
+
+
+def test_commands_report_bad_input_in_one_line(dataset, tmp_path, capsys) -> None:
+    from pipelines.cli import main
+
+    bad_batch = ["--seq-len", "64", "--batch-tokens", "1000"]
+    assert main(["train", "--data", str(dataset), "--output", str(tmp_path), *bad_batch]) == 2
+    assert "llamaprep train: error: batch_tokens 1000 is not a multiple" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "out")]) == 2
+    assert "not llama" in capsys.readouterr().err
