@@ -212,5 +212,13 @@ class TokenLoader:
         for source in self.sources:
             source.epoch = source.cursor = 0
 
+    def planned_epochs(self, total_samples: int) -> dict[str, float]:
+        """Expected epochs of each source after `total_samples` global samples: the "Epochs" column of the
+        paper's Table 1, which follows from the mixture weights, the run length and each source's size."""
+        return {
+            s.name: round(float(w) * total_samples * self.seq_len / s.tokens, 4)
+            for s, w in zip(self.sources, self.weights, strict=True)
+        }
+
     def epochs_seen(self) -> dict[str, float]:
         return {s.name: round(s.epochs_seen(), 4) for s in self.sources}

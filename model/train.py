@@ -231,6 +231,9 @@ def _train(
             f"peak lr {plan.peak_lr:g}, warmup {config.effective_warmup()}, {plan.compute_dtype}, {context.device}"
             + (f", resuming at step {start_step} from {resume_from}" if resume_from else "")
         )
+        total_samples = config.steps * plan.batch_tokens // plan.seq_len
+        weights = {s.name: round(float(w), 4) for s, w in zip(loader.sources, loader.weights, strict=True)}
+        logger.write(f"mixture {weights}; planned epochs per source {loader.planned_epochs(total_samples)}")
 
     warmup = config.effective_warmup()
     clip = config.grad_clip if config.grad_clip > 0 else math.inf

@@ -87,6 +87,15 @@ def test_mixture_weights_set_source_shares(dataset) -> None:
     assert books_tokens / (books_tokens + manuals_tokens) == pytest.approx(0.8, abs=0.03)
 
 
+def test_planned_epochs_match_the_epochs_seen(dataset) -> None:
+    loader = TokenLoader(dataset, "train", SEQ, mixture={"books": 0.7, "manuals": 0.3}, seed=0)
+    planned = loader.planned_epochs(3000)
+    loader.next_samples(3000)
+    for name, seen in loader.epochs_seen().items():
+        assert seen == pytest.approx(planned[name], rel=0.05)
+    assert planned["books"] > 1.0  # a source sampled above its size repeats, as in the paper's Table 1
+
+
 def test_default_mixture_follows_token_counts(dataset) -> None:
     loader = TokenLoader(dataset, "train", SEQ, seed=0)
     tokens = np.array([s.tokens for s in loader.sources], dtype=float)
