@@ -1,5 +1,6 @@
 """Small real token datasets for the model tests: byte-level tokens (id = byte + 3, BOS 1, EOS 2) of real
-text from ../shared (Tiny Shakespeare and the Debian Policy manual), written as token shards + manifest."""
+text (the first 60 KB of Tiny Shakespeare and the Debian Policy manual, tests/data/model), written as token
+shards + manifest."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from tokenizer.token_shards import token_dtype, token_table, write_token_table
 # a forward pass 70x slower than on one thread.
 torch.set_num_threads(1)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "quality"
+TEXTS = Path(__file__).resolve().parent / "data" / "model"  # first 60 KB of each text
 BOS, EOS, BYTE_OFFSET = 1, 2, 3
 VOCAB = 256 + BYTE_OFFSET
 
 
 def real_text(name: str, n_bytes: int) -> str:
-    with gzip.open(SHARED / name, "rt", encoding="utf-8") as handle:
+    with gzip.open(TEXTS / name, "rt", encoding="utf-8") as handle:
         return handle.read(n_bytes)
 
 
