@@ -19,8 +19,18 @@ $(VENV)/.installed: setup.cfg setup.py
 
 demo: install
 	rm -rf $(DEMO_OUT)
-	$(BIN)/llamaprep prepare data/samples/web --output $(DEMO_OUT)/prepared --keep-rejected
+	$(BIN)/llamaprep quality train --positive data/samples/quality/positive --negative data/samples/quality/negative \
+		--output $(DEMO_OUT)/quality.bin
+	$(BIN)/llamaprep prepare data/samples/web --output $(DEMO_OUT)/prepared --config data/demo-prepare.toml \
+		--quality-model $(DEMO_OUT)/quality.bin --keep-rejected
 	$(BIN)/llamaprep stats $(DEMO_OUT)/prepared --html $(DEMO_OUT)/report.html
+	$(BIN)/llamaprep tokenizer train $(DEMO_OUT)/prepared --vocab-size 2000 --output $(DEMO_OUT)/tokenizer
+	$(BIN)/llamaprep tokenize $(DEMO_OUT)/prepared --tokenizer $(DEMO_OUT)/tokenizer/tokenizer.model \
+		--output $(DEMO_OUT)/tokens --val-fraction 0.05
+	$(BIN)/llamaprep stats $(DEMO_OUT)/tokens
+	$(BIN)/llamaprep train --data $(DEMO_OUT)/tokens --config tiny --seq-len 128 --micro-batch-size 16 \
+		--steps 300 --lr 3e-3 --warmup-steps 30 --eval-every 50 --eval-batches 8 --output $(DEMO_OUT)/model
+	$(BIN)/llamaprep generate --checkpoint $(DEMO_OUT)/model --prompt "The" --max-new-tokens 60 --seed 0
 
 test: install
 	$(BIN)/python -m ruff check .

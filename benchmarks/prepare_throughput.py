@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     parser.add_argument("--shards", type=int, default=2, help="how many webmix shards to read (13 in all)")
-    parser.add_argument("--stages", default="normalize,c4,gopher_repetition,gopher_quality")
+    parser.add_argument("--stages", default="normalize,langid,gopher_repetition,gopher_quality,c4")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--_baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("inputs", nargs="*", help=argparse.SUPPRESS)

@@ -19,6 +19,9 @@ COMMAND_MODULES = (
     "pipelines.prepare",
     "pipelines.stats",
     "pipelines.quality_train",
+    "tokenizer.cli",
+    "pipelines.tokenize",
+    "model.cli",
 )
 
 

@@ -29,7 +29,14 @@ from filters.langid import language_partition_key
 from pipelines.config import PrepareConfig, dump_config, load_prepare_config
 from pipelines.formats import FORMATS
 from pipelines.readers import ReadDocuments, check_inputs, parse_input
-from pipelines.runners import METRICS_NAMESPACE, add_runner_arguments, counters, pipeline_options, run_pipeline
+from pipelines.runners import (
+    LOCAL_RUNNER,
+    METRICS_NAMESPACE,
+    add_runner_arguments,
+    counters,
+    pipeline_options,
+    run_pipeline,
+)
 from pipelines.shards import DOCUMENTS_DIR, REJECTED_DIR, join, shard_paths, write_manifest
 from pipelines.sinks import WriteShards, document_row, write_rejected
 from pipelines.stages import apply_document_stages, global_stage_class, is_global_stage
@@ -48,10 +55,16 @@ def _write_infos(infos: list[dict[str, Any]], path: str) -> None:
 
 
 def build_prepare(
-    pipeline: beam.Pipeline, inputs: list[str], output: str, config: PrepareConfig, keep_rejected: bool, run_id: str
+    pipeline: beam.Pipeline,
+    inputs: list[str],
+    output: str,
+    config: PrepareConfig,
+    keep_rejected: bool,
+    run_id: str,
+    spread_files: bool = True,
 ) -> None:
     """Add the prepare job to `pipeline` (separate from running it, so tests and dry runs can inspect it)."""
-    read = pipeline | "Read" >> ReadDocuments(inputs, config.reader)
+    read = pipeline | "Read" >> ReadDocuments(inputs, config.reader, spread_files)
     kept = read["kept"]
     rejected = [read["rejected"]]
     segment: list[str] = []
@@ -201,9 +214,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not dry_run:
         _prepare_output(output, args.overwrite)
     run_id = uuid.uuid4().hex[:12]
-    result = run_pipeline(
-        lambda p: build_prepare(p, list(args.inputs), output, config, args.keep_rejected, run_id), options, runner
-    )
+    spread_files = args.runner != LOCAL_RUNNER
+
+    def build(pipeline: beam.Pipeline) -> None:
+        build_prepare(pipeline, list(args.inputs), output, config, args.keep_rejected, run_id, spread_files)
+
+    result = run_pipeline(build, options, runner)
     if dry_run:
         project = options.view_as(GoogleCloudOptions).project
         print(f"dry run: job graph built and validated for {args.runner} (project {project}); nothing was run")

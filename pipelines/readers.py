@@ -165,25 +165,28 @@ def _count_read(item: Document | Rejection) -> Document | Rejection:
 class ReadDocuments(beam.PTransform):
     """Inputs -> {"kept": Documents, "rejected": Rejections (oversized)}; counts `read`, skips, repairs.
 
+    `spread_files` reshuffles the matched file names so that a glob's files spread over a distributed
+    runner's workers instead of staying fused on the one that matched them. The local runner splits its
+    input between worker processes by itself and runs the stage after a reshuffle in one process, so
+    `prepare` turns it off there.
+
     With `limit`, the first `limit` documents in (path, position) order are read: deterministic whatever
     the runner, at the cost of gathering at most `limit` documents in one place.
     """
 
-    def __init__(self, inputs: Iterable[str], config: ReaderConfig):
+    def __init__(self, inputs: Iterable[str], config: ReaderConfig, spread_files: bool = True):
         super().__init__()
         self._specs = [parse_input(spec) for spec in inputs]
         if not self._specs:
             raise ConfigError("no input given")
         self._config = config
+        self._spread_files = spread_files
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        keyed = (
-            pbegin
-            | "Inputs" >> beam.Create(self._specs)
-            | "MatchFiles" >> beam.ParDo(_ExpandPattern())
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.ParDo(_ReadFile(self._config))
-        )
+        files = pbegin | "Inputs" >> beam.Create(self._specs) | "MatchFiles" >> beam.ParDo(_ExpandPattern())
+        if self._spread_files:
+            files = files | "SpreadFiles" >> beam.Reshuffle()
+        keyed = files | "ReadFiles" >> beam.ParDo(_ReadFile(self._config))
         if self._config.limit is not None:
             keyed = (
                 keyed

@@ -218,32 +218,47 @@ def render_html(stats: dict[str, Any]) -> str:
     images = "\n".join(
         f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{_figure_png(d)}"></figure>' for t, d in plots
     )
+    return _report_page(stats["directory"], render_text(stats), images)
+
+
+def _report_page(title: str, text: str, images: str = "") -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>llamaprep stats</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;padding:1em}"
         "figure{margin:1em 0}</style></head><body>"
-        f"<h1>llamaprep stats: {html.escape(stats['directory'])}</h1>"
-        f"<pre>{html.escape(render_text(stats))}</pre>{images}</body></html>"
+        f"<h1>llamaprep stats: {html.escape(title)}</h1><pre>{html.escape(text)}</pre>{images}</body></html>"
     )
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    stats = document_stats(args.directory)
+    """Document stats for a prepared directory, token stats for a token directory (by manifest kind)."""
+    if read_manifest(args.directory).get("kind") == "tokens":
+        from tokenizer.stats import render, token_stats
+
+        stats = token_stats(args.directory)
+        text = render(stats)
+        page = _report_page(args.directory, text)
+    else:
+        stats = document_stats(args.directory)
+        text = render_text(stats)
+        page = render_html(stats) if args.html else ""
     if args.json:
-        json.dump(stats, sys.stdout, indent=2)
+        json.dump(stats, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_text(stats))
+        sys.stdout.write(text)
     if args.html:
         with open(args.html, "w", encoding="utf-8") as f:
-            f.write(render_html(stats))
+            f.write(page)
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("stats", help="summarize a prepared directory (table, --json, --html report)")
-    parser.add_argument("directory", help="a prepared directory (with manifest.json)")
+    parser = subparsers.add_parser(
+        "stats", help="summarize a prepared or token directory (table, --json, --html report)"
+    )
+    parser.add_argument("directory", help="a prepared directory or a token directory (with manifest.json)")
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON instead of a table")
     parser.set_defaults(func=run_stats)

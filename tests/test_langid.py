@@ -27,7 +27,7 @@ from filters.langid import LangIdConfig, LanguageIdentifier, language_partition_
 from filters.registry import stage_class
 
 SAMPLES = Path(__file__).parent / "data" / "langid" / "samples.jsonl.gz"
-MODEL_S = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "models" / "model_s.ftz"
+MODEL_S = Path(__file__).resolve().parent / "data" / "langid" / "model_s.ftz"
 ACCURACY_FLOORS = {"tatoeba": 0.90, "udhr": 0.70, "debian-faq": 0.95}
 
 
@@ -102,7 +102,6 @@ def test_empty_and_unknown_text():
     assert isinstance(keep_all[0], Document) and keep_all[0].language is None
 
 
-@pytest.mark.skipif(not MODEL_S.exists(), reason="needs ../shared/corpora/models/model_s.ftz")
 def test_model_with_another_label_set(samples):
     """model_s.ftz knows 5 labels (ja, ko, zh-hans, zh-hant, zh-yue): nothing assumes lid.176's."""
     cjk = [s for s in samples if s["source"] == "debian-faq" and s["language"] in ("ja", "ko", "zh")]

@@ -17,7 +17,7 @@ from filters.model_files import local_model_path
 from pipelines.model_staging import fetch_to_local
 
 SCHEME = "llamaprep-test"
-MODEL_S = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "models" / "model_s.ftz"
+MODEL_S = Path(__file__).resolve().parent / "data" / "langid" / "model_s.ftz"
 
 
 class SchemeOverLocalFiles(LocalFileSystem):
@@ -36,9 +36,6 @@ class SchemeOverLocalFiles(LocalFileSystem):
 
     def open(self, path, *args, **kwargs):
         return super().open(self._local(path), *args, **kwargs)
-
-
-pytestmark = pytest.mark.skipif(not MODEL_S.exists(), reason="needs ../shared/corpora/models/model_s.ftz")
 
 
 def test_url_model_is_fetched_once_and_used(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from pipelines.shards import read_manifest, read_shard, shard_paths
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "quality"
 CC_JSONL = REPO / "data" / "samples" / "web" / "CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
-DCLM = REPO.parent / "shared" / "corpora" / "quality" / "dclm_majority_dev.jsonl.gz"
+DCLM = REPO / "tests" / "data" / "quality" / "dclm_majority_dev.jsonl.gz"
 SMALL = ["--epoch", "10", "--dim", "32", "--bucket", "20000"]
 
 
@@ -45,7 +45,6 @@ def test_train_prints_the_report(cli, tmp_path, capsys):
     assert cli(*argv[:2], "--positive", tmp_path / "missing", "--negative", SAMPLES / "negative", "--output", "x") == 2
 
 
-@pytest.mark.skipif(not DCLM.exists(), reason="needs ../shared/corpora/quality/dclm_majority_dev.jsonl.gz")
 def test_eval_on_dclm_human_labels(cli, trained, capsys):
     assert cli("quality", "eval", "--model", trained, "--labeled", DCLM, "--label-field", "label") == 0
     printed = capsys.readouterr().out

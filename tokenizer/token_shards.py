@@ -27,6 +27,7 @@ import pyarrow as pa
 TOKEN_SHARD_KIND = "tokens"
 TOKEN_SCHEMA_VERSION = 1
 SPLITS = ("train", "val")
+UNKNOWN_LANGUAGE = "und"  # the key per-language counts use for documents without a language (ISO 639-2)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

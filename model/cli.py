@@ -1,0 +1,251 @@
+"""`llamaprep train`, `llamaprep generate` and `llamaprep convert {to-hf,from-hf,merge}`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from model.config import NAMED_CONFIGS, TrainConfig
+
+_TRAIN_HELP = {
+    "seq_len": "tokens per sequence (default: the config's max_seq_len; the paper's 2048)",
+    "micro_batch_size": "sequences per forward pass per process",
+    "batch_tokens": "global tokens per optimizer step, reached by gradient accumulation (paper: 4194304); "
+    "default: one micro-batch per process",
+    "steps": "total optimizer steps (the cosine schedule ends here)",
+    "lr": "peak learning rate (default: the paper's for the named size, 3e-4 or 1.5e-4; 3e-4 otherwise)",
+    "min_lr_ratio": "final rate as a fraction of the peak (paper: 0.1)",
+    "warmup_steps": "linear warm-up steps (paper: 2000; capped at 10%% of --steps)",
+    "weight_decay": "AdamW weight decay on matrices, none on norm gains (paper: 0.1)",
+    "beta1": "AdamW beta1 (paper: 0.9)",
+    "beta2": "AdamW beta2 (paper: 0.95)",
+    "eps": "AdamW epsilon",
+    "grad_clip": "clip the global gradient norm to this (paper: 1.0; 0 disables)",
+    "seed": "seed of initialization, document order and source sampling",
+    "save_every": "checkpoint every N steps (and at the end)",
+    "keep_checkpoints": "checkpoints to keep (oldest deleted first; 0 keeps all)",
+    "eval_every": "validation loss every N steps (and at the end)",
+    "eval_batches": "micro-batches of the val split per validation (0: none)",
+    "log_every": "log every N steps",
+    "compile": "torch.compile each transformer block",
+    "activation_checkpointing": "recompute each block's activations in backward (less memory, ~1/3 more compute)",
+    "device": "auto (cuda:LOCAL_RANK when available, else cpu), cpu, cuda",
+    "dtype": "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16",
+    "threads": "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)",
+}
+
+
+def reporting_errors(command: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad settings or checkpoints end with one clear line and exit status 2, not a traceback."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (ValueError, KeyError) as error:
+            print(f"llamaprep {command}: error: {error}", file=sys.stderr)
+            return 2
+
+    return guarded
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_train(subparsers)
+    _register_generate(subparsers)
+    _register_convert(subparsers)
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train LLaMA on token shards (torchrun for several GPUs/nodes)",
+        description="Pre-train LLaMA on a token dataset (output of `llamaprep tokenize`). Run under `torchrun "
+        "--nproc-per-node N` for several GPUs: parameters, gradients and optimizer states are sharded (FSDP2).",
+    )
+    parser.add_argument("--data", required=True, help="token dataset directory (manifest.json + train/ val/)")
+    parser.add_argument(
+        "--config", default="tiny", help=f"model: a named config ({', '.join(NAMED_CONFIGS)}) or a params.json file"
+    )
+    parser.add_argument("--output", default="out/train", help="checkpoints, metrics.jsonl and tensorboard/ go here")
+    parser.add_argument(
+        "--mixture",
+        default=None,
+        help="source weights: 'cc=0.67,c4=0.15,...', 'llama' (the paper's table) or a JSON/TOML file; "
+        "default: in proportion to each source's tokens",
+    )
+    parser.add_argument(
+        "--train-config", default=None, help="TOML/JSON file of training settings (flags given here win)"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from CHECKPOINT, or without a value from the latest one under --output",
+    )
+    parser.add_argument("--tokenizer", default=None, help="tokenizer.model to copy into checkpoints")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in _TRAIN_HELP:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[field.name])
+        else:
+            parser.add_argument(flag, type=_field_type(field), default=None, help=_TRAIN_HELP[field.name])
+    parser.set_defaults(func=reporting_errors("train", run_train))
+
+
+def _field_type(field: dataclasses.Field) -> type:
+    text = str(field.type)
+    if "float" in text:
+        return float
+    if "int" in text:
+        return int
+    return str
+
+
+def parse_mixture(value: str | None) -> dict[str, float]:
+    from model.data import LLAMA_MIXTURE
+
+    if not value:
+        return {}
+    if value == "llama":
+        return dict(LLAMA_MIXTURE)
+    path = Path(value)
+    if path.is_file():
+        loaded = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        return {str(k): float(v) for k, v in loaded.get("mixture", loaded).items()}
+    mixture = {}
+    for item in value.split(","):
+        name, sep, weight = item.partition("=")
+        if not sep:
+            raise ValueError(f"--mixture item {item!r} is not NAME=WEIGHT")
+        mixture[name.strip()] = float(weight)
+    return mixture
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    settings: dict = {}
+    if args.train_config:
+        path = Path(args.train_config)
+        settings = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {unknown}")
+    settings.update(data=args.data, output=args.output, config=args.config)
+    if args.mixture is not None or "mixture" not in settings:
+        settings["mixture"] = parse_mixture(args.mixture)
+    for name in _TRAIN_HELP:
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    return TrainConfig(**settings)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from model.train import train
+
+    result = train(train_config_from_args(args), resume=args.resume, tokenizer=args.tokenizer)
+    if result.checkpoint:
+        print(f"final checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _register_generate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="sample text from a checkpoint")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model directory (params.json + consolidated.*.pth) or training output"
+    )
+    parser.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer.model (default: the checkpoint's)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.6, help="0 for greedy (default 0.6, Meta's example)")
+    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each step (slow)")
+    parser.set_defaults(func=reporting_errors("generate", run_generate))
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from model.generate import generate_text
+
+    outputs = generate_text(
+        args.checkpoint,
+        args.prompt,
+        tokenizer_path=args.tokenizer,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        device=args.device,
+        use_cache=not args.no_cache,
+    )
+    for prompt, output in zip(args.prompt, outputs, strict=True):
+        print(f"{prompt}{output}")
+        print("-" * 40)
+    return 0
+
+
+def _register_convert(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert checkpoints between Meta's and Hugging Face's layouts")
+    commands = parser.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
+    to_hf = commands.add_parser("to-hf", help="Meta layout (ours or original LLaMA) -> HF LlamaForCausalLM")
+    to_hf.add_argument("checkpoint", help="model directory (params.json + consolidated.*.pth) or training output")
+    to_hf.add_argument("output", help="HF model directory to write (config.json + model.safetensors)")
+    to_hf.add_argument("--dtype", default=None, help="cast weights, e.g. bfloat16 (default: keep)")
+    to_hf.set_defaults(func=reporting_errors("convert to-hf", run_to_hf))
+    from_hf = commands.add_parser("from-hf", help="HF LlamaForCausalLM directory -> Meta layout")
+    from_hf.add_argument("hf_directory")
+    from_hf.add_argument("output", help="model directory to write (params.json + consolidated.00.pth)")
+    from_hf.set_defaults(func=reporting_errors("convert from-hf", run_from_hf))
+    merge = commands.add_parser("merge", help="merge Meta's model-parallel consolidated.NN.pth into one file")
+    merge.add_argument("checkpoint", help="original LLaMA directory (params.json + consolidated.NN.pth)")
+    merge.add_argument("output")
+    merge.add_argument("--vocab-size", type=int, default=None, help="for params.json files with vocab_size -1")
+    merge.set_defaults(func=reporting_errors("convert merge", run_merge))
+
+
+def run_to_hf(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.generate import resolve_checkpoint
+    from model.hf_format import save_hf
+    from model.meta_format import TOKENIZER_FILE, load_checkpoint
+
+    directory = resolve_checkpoint(args.checkpoint)
+    model_args, state = load_checkpoint(directory)
+    if args.dtype:
+        state = {k: v.to(getattr(torch, args.dtype)) for k, v in state.items()}
+    save_hf(model_args, state, args.output)
+    if (directory / TOKENIZER_FILE).is_file():
+        (Path(args.output) / TOKENIZER_FILE).write_bytes((directory / TOKENIZER_FILE).read_bytes())
+    print(f"wrote {args.output} ({len(state)} tensors)")
+    return 0
+
+
+def run_from_hf(args: argparse.Namespace) -> int:
+    from model.hf_format import load_hf
+    from model.meta_format import TOKENIZER_FILE, save_checkpoint
+
+    model_args, state = load_hf(args.hf_directory)
+    tokenizer = Path(args.hf_directory) / TOKENIZER_FILE
+    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
+    print(f"wrote {args.output} ({len(state)} tensors)")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from model.meta_format import TOKENIZER_FILE, load_checkpoint, save_checkpoint
+
+    model_args, state = load_checkpoint(args.checkpoint, vocab_size=args.vocab_size)
+    tokenizer = Path(args.checkpoint) / TOKENIZER_FILE
+    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
+    print(f"wrote {args.output} ({len(state)} tensors)")
+    return 0

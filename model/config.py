@@ -1,0 +1,154 @@
+"""The one place for LLaMA hyper-parameters: model shapes (`ModelArgs`, named like Meta's `params.json`)
+and training settings (`TrainConfig`, defaulting to the paper's recipe).
+
+Sources: Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language Models" (arXiv:2302.13971),
+Table 2 (shapes, learning rates, 4M-token batches) and section 2.2-2.4 (AdamW beta1 0.9, beta2 0.95,
+weight decay 0.1, cosine schedule down to 10% of the peak, 2000 warm-up steps, gradient clipping 1.0);
+Meta's facebookresearch/llama `params.json` for field names and `norm_eps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelArgs:
+    """LLaMA shape. Field names match Meta's `params.json`, so their files load here and ours load there."""
+
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int | None = None
+    vocab_size: int = 32000
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    max_seq_len: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head dim {self.head_dim} must be even for rotary embeddings")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.kv_heads}")
+        if self.vocab_size <= 0:
+            raise ValueError("vocab_size must be set (Meta's LLaMA-1 params.json says -1: take it from the tokenizer)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def ffn_hidden_dim(self) -> int:
+        """SwiGLU width: 2/3 of 4*dim (so the three matrices cost what two 4*dim ones would), scaled by
+        ffn_dim_multiplier, rounded up to a multiple of multiple_of (Meta's FeedForward)."""
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+    def to_params(self) -> dict[str, Any]:
+        """The `params.json` dict (optional fields left out when unset, as Meta writes them)."""
+        params = dataclasses.asdict(self)
+        return {key: value for key, value in params.items() if value is not None}
+
+    def replace(self, **changes: Any) -> ModelArgs:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelArgs:
+        """Read a `params.json` dict; keys without a bearing on the weights (e.g. Meta's `max_batch_size`) are
+        ignored, and LLaMA-1's `vocab_size: -1` must be overridden by the caller."""
+        if params.get("use_scaled_rope"):
+            raise ValueError("params.json asks for LLaMA 3.1's scaled RoPE, which this model does not implement")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in params.items() if key in names})
+
+
+# The paper's Table 2 shapes; `vocab_size` is the paper's 32k SentencePiece vocabulary.
+PAPER_CONFIGS: dict[str, ModelArgs] = {
+    "7B": ModelArgs(dim=4096, n_layers=32, n_heads=32),
+    "13B": ModelArgs(dim=5120, n_layers=40, n_heads=40),
+    "33B": ModelArgs(dim=6656, n_layers=60, n_heads=52),
+    "65B": ModelArgs(dim=8192, n_layers=80, n_heads=64),
+}
+
+# Table 2's peak learning rates (batch size is 4M tokens for all four).
+PAPER_LEARNING_RATES = {"7B": 3.0e-4, "13B": 3.0e-4, "33B": 1.5e-4, "65B": 1.5e-4}
+
+# Small shapes for experiments, tests and benchmarks (same architecture, fewer and narrower layers).
+SMALL_CONFIGS: dict[str, ModelArgs] = {
+    "tiny": ModelArgs(dim=64, n_layers=2, n_heads=4, vocab_size=256, multiple_of=32, max_seq_len=256),
+    "tiny-gqa": ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=256, multiple_of=32, max_seq_len=256),
+    "small": ModelArgs(dim=256, n_layers=4, n_heads=8, multiple_of=64, max_seq_len=512),
+    "125M": ModelArgs(dim=768, n_layers=12, n_heads=12, max_seq_len=2048),
+    "1B": ModelArgs(dim=2048, n_layers=18, n_heads=16, max_seq_len=2048),
+}
+
+NAMED_CONFIGS: dict[str, ModelArgs] = {**PAPER_CONFIGS, **SMALL_CONFIGS}
+
+
+def load_model_args(name_or_file: str | os.PathLike) -> ModelArgs:
+    """A named config (`7B`, `tiny`, ...) or a `params.json`-style JSON file."""
+    if str(name_or_file) in NAMED_CONFIGS:
+        return NAMED_CONFIGS[str(name_or_file)]
+    path = Path(name_or_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name_or_file} is neither a named config ({', '.join(NAMED_CONFIGS)}) nor a file")
+    return ModelArgs.from_params(json.loads(path.read_text()))
+
+
+def default_learning_rate(config_name: str) -> float:
+    """The paper's peak rate for its sizes; 3e-4 (its 7B/13B value) otherwise."""
+    return PAPER_LEARNING_RATES.get(config_name, 3.0e-4)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; defaults are the paper's recipe (section 2.4) except sizes a run must choose."""
+
+    data: str = ""
+    output: str = "out/train"
+    config: str = "tiny"
+    seq_len: int | None = None  # None: the model's max_seq_len (2048 in the paper)
+    micro_batch_size: int = 8  # sequences per forward pass per process
+    batch_tokens: int | None = None  # global tokens per optimizer step (paper: 4M); None: one micro-batch per rank
+    steps: int = 1000
+    lr: float | None = None  # peak rate; None: the paper's value for the named size (3e-4 / 1.5e-4)
+    min_lr_ratio: float = 0.1  # cosine ends at 10% of the peak
+    warmup_steps: int = 2000  # capped at 10% of `steps` for short runs
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    mixture: dict[str, float] = field(default_factory=dict)  # source -> weight; empty: sample by token count
+    seed: int = 0
+    save_every: int = 1000
+    keep_checkpoints: int = 3
+    eval_every: int = 500
+    eval_batches: int = 20
+    log_every: int = 10
+    compile: bool = False
+    activation_checkpointing: bool = False
+    device: str = "auto"  # auto: cuda when available (LOCAL_RANK picks the GPU), else cpu
+    dtype: str = "auto"  # auto: bfloat16 autocast on GPU, float32 on CPU
+    threads: int | None = None  # CPU intra-op threads; None: torch's default
+
+    def effective_warmup(self) -> int:
+        return max(1, min(self.warmup_steps, self.steps // 10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
