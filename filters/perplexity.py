@@ -1,7 +1,7 @@
 """KenLM perplexity and CCNet's head/middle/tail buckets (Wenzek et al. 2020, cc_net/perplexity.py).
 
 CCNet scores each document with a per-language 5-gram KenLM model trained on Wikipedia: every line is
-normalized (`ccnet_normalize`), cut into SentencePiece pieces with the model the LM was trained on, and
+normalized (`normalize_for_lm`), cut into SentencePiece pieces with the model the LM was trained on, and
 scored with sentence boundaries; the document perplexity is 10 ** (-sum of log10 scores / number of
 tokens), counting one end-of-sentence token per line. Documents are then bucketed per language by two
 cut-offs, the 30th and 60th percentiles of that language's perplexities: head (< first), middle, tail.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filters.base import ConfigError, Stage
+from filters.ccnet_normalize import normalize_for_lm
 from filters.document import Document, Rejection
 from filters.model_files import local_model_path
-from filters.text_normalization import ccnet_normalize
 
 LANGUAGE_PLACEHOLDER = "{language}"
 ANY_LANGUAGE = "*"
@@ -85,7 +85,7 @@ def document_perplexity(text: str, sentence_piece: Any, language_model: Any) -> 
     """Perplexity of a document under KenLM, line by line as CCNet computes it."""
     log_score, length = 0.0, 0
     for line in text.split("\n"):
-        pieces = sentence_piece.encode_as_pieces(ccnet_normalize(line))
+        pieces = sentence_piece.encode_as_pieces(normalize_for_lm(line))
         log_score += language_model.score(" ".join(pieces), bos=True, eos=True)
         length += len(pieces) + 1
     return 10.0 ** (-log_score / length)

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from filters.base import ConfigError, build_config
+from filters.ccnet_normalize import normalize_for_lm
 from filters.document import Document, Rejection
 from filters.perplexity import PerplexityConfig, PerplexityStage, perplexity_bucket
-from filters.text_normalization import ccnet_normalize
 
 kenlm = pytest.importorskip("kenlm")
 sentencepiece = pytest.importorskip("sentencepiece")
@@ -77,7 +77,7 @@ def by_hand_perplexity(text: str, sp, tables: Tables) -> float:
     log_unigram, log_backoff, log_bigram = tables
     total, length = 0.0, 0
     for line in text.split("\n"):
-        pieces = [p if p in log_unigram else "<unk>" for p in sp.encode_as_pieces(ccnet_normalize(line))]
+        pieces = [p if p in log_unigram else "<unk>" for p in sp.encode_as_pieces(normalize_for_lm(line))]
         for history, word in zip(["<s>", *pieces], [*pieces, "</s>"], strict=True):
             if (history, word) in log_bigram:
                 total += log_bigram[(history, word)]
@@ -96,7 +96,7 @@ def well_formed() -> list[str]:
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm")
     training_texts = [text for i, text in enumerate(well_formed()) if i % 5]
-    training_lines = [ccnet_normalize(line) for text in training_texts for line in text.split("\n")]
+    training_lines = [normalize_for_lm(line) for text in training_texts for line in text.split("\n")]
     training_lines = [line for line in training_lines if line]
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
@@ -136,7 +136,7 @@ def test_stage_equals_kenlm_directly_and_the_arpa_formula(models):
     for doc in results:
         log_score, length = 0.0, 0
         for line in doc.text.split("\n"):
-            pieces = sp.encode_as_pieces(ccnet_normalize(line))
+            pieces = sp.encode_as_pieces(normalize_for_lm(line))
             log_score += direct.score(" ".join(pieces), bos=True, eos=True)
             length += len(pieces) + 1
         assert doc.perplexity == pytest.approx(10 ** (-log_score / length), rel=1e-9)
