@@ -1,6 +1,6 @@
 """The one configuration of `llamaprep prepare`: a TOML or YAML file plus CLI overrides.
 
-    stages = ["normalize", "gopher_repetition", "gopher_quality"]   # order of application
+    stages = ["normalize", "langid", "gopher_quality"]   # order of application
     [reader]            # pipelines.formats.ReaderConfig fields
     [shards]            # ShardConfig fields
     [gopher_quality]    # one table per stage: the fields of that stage's Config dataclass
@@ -25,7 +25,19 @@ from filters.base import ConfigError, build_config
 from pipelines.formats import ReaderConfig
 from pipelines.sinks import DEFAULT_TARGET_SHARD_BYTES
 
-DEFAULT_STAGES: tuple[str, ...] = ("normalize", "c4", "gopher_repetition", "gopher_quality")
+# LLaMA's CommonCrawl recipe without a trained quality model (add "quality" with --quality-model): exact and
+# CCNet line dedup first (CCNet dedups before language ID), fastText language ID, the Gopher and C4
+# heuristics (Gopher before C4, whose line filter rejoins paragraphs), then near-duplicate removal.
+DEFAULT_STAGES: tuple[str, ...] = (
+    "normalize",
+    "exact_dedup",
+    "line_dedup",
+    "langid",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "minhash_dedup",
+)
 RESERVED_SECTIONS = ("stages", "reader", "shards")
 
 

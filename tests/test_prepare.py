@@ -12,7 +12,7 @@ from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA
 from pipelines.config import DEFAULT_STAGES, load_prepare_config
 from pipelines.readers import iter_documents_from
 from pipelines.shards import read_manifest, read_shard, shard_paths
-from pipelines.stages import build_stages
+from pipelines.stages import build_stages, is_global_stage
 from tests.conftest import CC_JSONL, WARC_0, WARC_1, WEB, WET
 
 
@@ -33,21 +33,22 @@ def test_every_document_is_accounted_for(prepared_sample):
     assert manifest["schema_version"] == 1 and manifest["config"]["stages"] == list(DEFAULT_STAGES)
 
 
-def test_shards_hold_what_the_filters_keep_outside_beam(prepared_sample):
-    """The Beam job must keep exactly the documents (and texts) the engine-free stages keep."""
-    config = load_prepare_config(None)
+def test_shards_hold_what_the_filters_keep_outside_beam(tmp_path, cli):
+    """The Beam job must keep exactly the documents, texts and annotations the engine-free stages keep."""
+    names = [name for name in DEFAULT_STAGES if not is_global_stage(name)]
+    out = tmp_path / "per-document"
+    assert cli("prepare", WEB, "--output", out, "--stages", ",".join(names), "--keep-rejected") == 0
+    config = load_prepare_config(None, [f"stages={','.join(names)}"])
     stages = build_stages(config.stages, config.stage_options)
     for stage in stages:
         stage.setup()
-    docs = list(iter_documents_from([str(WEB)]))
-    expected_kept, expected_rejected = run_stages(stages, docs)
-    kept = table(prepared_sample)
+    expected_kept, expected_rejected = run_stages(stages, list(iter_documents_from([str(WEB)])))
+    kept = table(out)
     assert kept.schema.equals(DOCUMENT_SCHEMA, check_metadata=True)
-    assert table(prepared_sample, "rejected").schema.equals(REJECTED_SCHEMA)
-    assert dict(zip(kept.column("id").to_pylist(), kept.column("text").to_pylist(), strict=True)) == {
-        d.id: d.text for d in expected_kept
-    }
-    rejected = table(prepared_sample, "rejected")
+    assert table(out, "rejected").schema.equals(REJECTED_SCHEMA)
+    rows = {r["id"]: (r["text"], r["language"]) for r in kept.select(["id", "text", "language"]).to_pylist()}
+    assert rows == {d.id: (d.text, d.language) for d in expected_kept}
+    rejected = table(out, "rejected")
     assert Counter(rejected.column("drop_reason").to_pylist()) == Counter(r.reason for r in expected_rejected)
 
 

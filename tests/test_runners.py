@@ -56,9 +56,10 @@ def test_dataflow_job_builds_offline_with_dry_run(monkeypatch):
     build_prepare(pipeline, ["gs://my-bucket/cc/*.warc.wet.gz"], "gs://my-bucket/out", config, True, "test")
     job = pipeline.run().job
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    stage_label = "Stages[" + ",".join(config.stages) + "]"
-    for expected in ("Read/ReadFiles", stage_label, "WriteDocuments/WriteShard", "WriteRejected/WriteShard"):
-        assert expected in names
+    expected = ["Read/ReadFiles", "WriteDocuments/WriteShard", "WriteRejected/WriteShard", "Stages[normalize]"]
+    expected += ["Stages[langid,gopher_repetition,gopher_quality,c4]", "exact_dedup", "line_dedup", "minhash_dedup"]
+    for name in expected:
+        assert name in names
     staged = {}
     for environment in job.proto_pipeline.components.environments.values():
         for dependency in environment.dependencies:
@@ -68,5 +69,5 @@ def test_dataflow_job_builds_offline_with_dry_run(monkeypatch):
     assert sdist.name.startswith("llamaprep-")
     with tarfile.open(sdist) as archive:
         members = {Path(*Path(m).parts[1:]).as_posix() for m in archive.getnames()}
-    for module in ("pipelines/prepare.py", "pipelines/readers.py", "filters/gopher.py", "setup.cfg"):
+    for module in ("pipelines/prepare.py", "pipelines/dedup.py", "filters/models/lid.176.ftz", "setup.cfg"):
         assert module in members
