@@ -21,7 +21,8 @@ demo: install
 	rm -rf $(DEMO_OUT)
 	$(BIN)/llamaprep quality train --positive data/samples/quality/positive --negative data/samples/quality/negative \
 		--output $(DEMO_OUT)/quality.bin
-	$(BIN)/llamaprep prepare data/samples/web --output $(DEMO_OUT)/prepared --config data/demo-prepare.toml \
+	$(BIN)/llamaprep prepare 'commoncrawl=data/samples/web/*.jsonl.gz' 'commoncrawl=data/samples/web/*.wet.gz' \
+		'web=data/samples/web/*.warc.gz' --output $(DEMO_OUT)/prepared --config data/demo-prepare.toml \
 		--quality-model $(DEMO_OUT)/quality.bin --keep-rejected
 	$(BIN)/llamaprep stats $(DEMO_OUT)/prepared --html $(DEMO_OUT)/report.html
 	$(BIN)/llamaprep tokenizer train $(DEMO_OUT)/prepared --vocab-size 2000 --output $(DEMO_OUT)/tokenizer

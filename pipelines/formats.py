@@ -273,28 +273,40 @@ def _record_id(record: Any) -> str:
     return (record.record_id or "").strip("<>")
 
 
+def _read_body(record: Any, path: str) -> bytes | Skip:
+    """A record's payload, or a Skip when the file ended before its declared length."""
+    body = record.reader.read()
+    if record.content_length is not None and len(body) < record.content_length:
+        return Skip("truncated_record", f"{path}: {_record_id(record)}")
+    return body
+
+
+def _warc_document(record: Any, text: str, source: str, metadata: dict[str, Any]) -> Document:
+    return Document(
+        id=_record_id(record),
+        text=text,
+        source=source,
+        url=_warc_header(record, "WARC-Target-URI"),
+        date=parse_date(_warc_header(record, "WARC-Date")),
+        metadata=metadata,
+    )
+
+
 def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
     """Common Crawl WET: `conversion` records whose payload is the extracted UTF-8 text."""
     from fastwarc.warc import WarcRecordType
 
     source = config.source or "commoncrawl"
     for record in _warc_records(stream, WarcRecordType.conversion, parse_http=False):
-        body = record.reader.read()
-        if record.content_length is not None and len(body) < record.content_length:
-            yield Skip("truncated_record", f"{path}: {_record_id(record)}")
+        body = _read_body(record, path)
+        if isinstance(body, Skip):
+            yield body
             continue
         text, repaired = decode_utf8(body)
         if repaired:
             yield Repaired("invalid_utf8", _record_id(record))
-        doc = Document(
-            id=_record_id(record),
-            text=text,
-            source=source,
-            url=_warc_header(record, "WARC-Target-URI"),
-            date=parse_date(_warc_header(record, "WARC-Date")),
-            metadata={"warc_refers_to": _warc_header(record, "WARC-Refers-To"), "warc_file": posixpath.basename(path)},
-        )
-        yield _sized(doc, config, len(body))
+        metadata = {"warc_refers_to": _warc_header(record, "WARC-Refers-To"), "warc_file": posixpath.basename(path)}
+        yield _sized(_warc_document(record, text, source, metadata), config, len(body))
 
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -308,9 +320,9 @@ def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[R
 
     source = config.source or "warc"
     for record in _warc_records(stream, WarcRecordType.response, parse_http=True):
-        body = record.reader.read()
-        if record.content_length is not None and len(body) < record.content_length:
-            yield Skip("truncated_record", f"{path}: {_record_id(record)}")
+        body = _read_body(record, path)
+        if isinstance(body, Skip):
+            yield body
             continue
         http = record.http_headers
         content_type = (http.get("Content-Type") or "").lower() if http is not None else ""
@@ -325,15 +337,8 @@ def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[R
             continue
         html = bytes_to_str(body, detect_encoding(body))
         text = extract_plain_text(html, main_content=config.html_main_content, alt_texts=False, list_bullets=False)
-        doc = Document(
-            id=_record_id(record),
-            text=text,
-            source=source,
-            url=_warc_header(record, "WARC-Target-URI"),
-            date=parse_date(_warc_header(record, "WARC-Date")),
-            metadata={"warc_file": posixpath.basename(path), "html_bytes": len(body)},
-        )
-        yield _sized(doc, config, len(text.encode("utf-8")))
+        metadata = {"warc_file": posixpath.basename(path), "html_bytes": len(body)}
+        yield _sized(_warc_document(record, text, source, metadata), config, len(text.encode("utf-8")))
 
 
 def dechunk(body: bytes) -> bytes:
