@@ -155,9 +155,10 @@ def test_portable_runner_writes_the_same_bytes(tokens, prepared, model, tmp_path
 
 
 def test_demo_flow_on_prepare_output(prepared_sample, tmp_path):
-    """`make demo`'s commands on the real `llamaprep prepare` output of the bundled web samples."""
+    """`tokenizer train` and `tokenize` on the real `llamaprep prepare` output of the bundled web samples
+    (default stages: every language kept, so the vocabulary must hold thousands of characters)."""
     model = tmp_path / "tokenizer" / "tokenizer.model"
-    train = ["tokenizer", "train", str(prepared_sample), "--vocab-size", "2000", "--output", str(model.parent)]
+    train = ["tokenizer", "train", str(prepared_sample), "--vocab-size", "8000", "--output", str(model.parent)]
     assert cli.main(train) == 0
     assert tokenize(prepared_sample, model, tmp_path / "tokens") == 0
     tokenizer = Tokenizer(model)
