@@ -11,7 +11,7 @@ from filters.base import run_stages
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA
 from pipelines.config import DEFAULT_STAGES, load_prepare_config
 from pipelines.readers import iter_documents_from
-from pipelines.shards import read_manifest, read_shard, shard_paths
+from pipelines.shards import iter_documents, read_manifest, read_shard, shard_paths
 from pipelines.stages import build_stages, is_global_stage
 from tests.conftest import CC_JSONL, WARC_0, WARC_1, WEB, WET
 
@@ -135,3 +135,14 @@ def test_split_by_language_writes_one_shard_set_per_language(tmp_path, cli):
     assert sum(by_folder.values()) == manifest["counts"]["kept"]
     scores = table(out).column("language_score").to_pylist()
     assert min(scores) >= 0.6
+
+
+def test_documents_round_trip_through_shards(prepared_sample):
+    """Reading a prepared directory back gives Documents whose rows equal the stored rows."""
+    docs = list(iter_documents(str(prepared_sample)))
+    stored = table(prepared_sample).to_pylist()
+    assert sorted(d.id for d in docs) == sorted(r["id"] for r in stored)
+    by_id = {r["id"]: r for r in stored}
+    for doc in docs:
+        assert doc.to_row() == by_id[doc.id]
+    assert any(doc.metadata for doc in docs) and all(doc.date is None or doc.date.tzinfo for doc in docs)
