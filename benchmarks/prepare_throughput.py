@@ -110,7 +110,7 @@ def main() -> None:
     base_rate = base["read"] / base["seconds"]
     for r in results:
         rate = r["read"] / r["seconds"] / r["cores"]
-        mbps = r["text_bytes"] / 1e6 / r["seconds"] / r["cores"]
+        mbps = base["text_bytes"] / 1e6 / r["seconds"] / r["cores"]  # same input text in every run
         per_cpu = r["read"] / r["cpu_seconds"]
         print(
             f"{r['label']:42} {r['seconds']:7.1f} {r['cpu_seconds']:7.1f} {rate:12,.0f} {mbps:10.2f} {per_cpu:11,.0f} "

@@ -18,10 +18,14 @@ STAGES: dict[str, str] = {
 }
 
 
+def load_entry(spec: str) -> type:
+    """Import the class a registry entry ("module:Class") names."""
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def stage_class(name: str) -> type[Stage]:
     """The Stage class registered under `name`."""
-    try:
-        module_name, _, attr = STAGES[name].partition(":")
-    except KeyError:
-        raise ConfigError(f"unknown stage {name!r}; known: {', '.join(sorted(STAGES))}") from None
-    return getattr(importlib.import_module(module_name), attr)
+    if name not in STAGES:
+        raise ConfigError(f"unknown stage {name!r}; known: {', '.join(sorted(STAGES))}")
+    return load_entry(STAGES[name])

@@ -89,19 +89,21 @@ class ExactDedupConfig:
         check_keep_rule(self.keep)
 
 
+def _cluster_member(doc: Document, cluster: str, size: int, survives: bool, reason: str) -> Any:
+    """A cluster member annotated with its cluster: kept if it is the representative, else rejected."""
+    annotated = _annotated(doc, cluster, size)
+    return annotated if survives else beam.pvalue.TaggedOutput(REJECTED_TAG, reject(annotated, reason))
+
+
 def _choose_exact(key: bytes, docs: Iterable[Document], keep: str = "smallest_id") -> Iterator[Any]:
     best = min(rank_key(doc, keep) for doc in docs)
     size = sum(represented(doc) for doc in docs)
     cluster = best[-1]
     kept = False
     for doc in docs:
-        if not kept and rank_key(doc, keep) == best:
-            kept = True
-            yield _annotated(doc, cluster, size)
-        else:
-            yield beam.pvalue.TaggedOutput(
-                REJECTED_TAG, reject(_annotated(doc, cluster, size), "exact_dedup.duplicate")
-            )
+        survives = not kept and rank_key(doc, keep) == best
+        kept = kept or survives
+        yield _cluster_member(doc, cluster, size, survives, "exact_dedup.duplicate")
 
 
 class ExactDedup(_GlobalStage):
@@ -305,12 +307,7 @@ def _apply_cluster_decision(doc_id: str, joined: Mapping[str, Iterable[Any]]) ->
         yield _annotated(doc, doc.dup_cluster or doc.id, represented(doc))
         return
     cluster, size = decisions[0]
-    if cluster == doc.id:
-        yield _annotated(doc, cluster, size)
-    else:
-        yield beam.pvalue.TaggedOutput(
-            REJECTED_TAG, reject(_annotated(doc, cluster, size), "minhash_dedup.near_duplicate")
-        )
+    yield _cluster_member(doc, cluster, size, cluster == doc.id, "minhash_dedup.near_duplicate")
 
 
 class MinHashDedup(_GlobalStage):

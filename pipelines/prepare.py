@@ -253,7 +253,7 @@ SUGAR_FLAGS = {
 
 
 def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
-    """One line for scripts and benchmarks: counts, bytes and this process's peak memory."""
+    """One line for scripts and benchmarks: counts, kept text bytes and this process's peak memory."""
     peak_kb = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )
@@ -262,7 +262,7 @@ def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
         "read": counts["read"],
         "kept": counts["kept"],
         "dropped": counts["dropped_total"],
-        "text_bytes": manifest["metrics"].get("read_text_bytes", 0),
+        "kept_text_bytes": manifest[DOCUMENTS_DIR]["text_bytes"],
         "peak_rss_mb": peak_kb / 1024,
     }
 

@@ -9,6 +9,7 @@ fails before a pipeline is built.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from filters.base import ConfigError
 from filters.document import Document, Rejection
 from pipelines.formats import Oversized, ReaderConfig, Record, Repaired, Skip, detect_format, parse_stream
 from pipelines.runners import METRICS_NAMESPACE
+from pipelines.stages import count_drop
 
 LOG = logging.getLogger(__name__)
 TOO_LARGE_REASON = "reader.too_large"
@@ -46,11 +48,8 @@ def parse_input(spec: str) -> InputSpec:
 
 def match_files(pattern: str) -> list[str]:
     """Files a pattern names; a directory means every file in it (recursively for local paths)."""
-    if "://" not in pattern and not any(ch in pattern for ch in "*?[") and FileSystems.exists(pattern):
-        import os
-
-        if os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "**")
+    if "://" not in pattern and not any(ch in pattern for ch in "*?[") and os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**")
     result = FileSystems.match([pattern])[0]
     return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
 
@@ -155,10 +154,8 @@ class _ReadFile(beam.DoFn):
 
 def _count_read(item: Document | Rejection) -> Document | Rejection:
     Metrics.counter(METRICS_NAMESPACE, "read").inc()
-    doc = item.doc if isinstance(item, Rejection) else item
-    Metrics.counter(METRICS_NAMESPACE, "read_text_bytes").inc(len(doc.text.encode("utf-8", errors="surrogatepass")))
     if isinstance(item, Rejection):
-        Metrics.counter(METRICS_NAMESPACE, f"dropped.{item.reason}").inc()
+        count_drop(item.reason)
     return item
 
 

@@ -9,7 +9,6 @@ PCollection of Documents and returning `{"kept": ..., "rejected": ...}`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from apache_beam.metrics import Metrics
 
 from filters.base import ConfigError, Stage, run_stages
 from filters.document import Document, Rejection
-from filters.registry import STAGES, stage_class
+from filters.registry import STAGES, load_entry, stage_class
 from pipelines.runners import METRICS_NAMESPACE
 
 REJECTED_TAG = "rejected"
@@ -32,8 +31,7 @@ GLOBAL_STAGES: dict[str, str] = {
 
 
 def global_stage_class(name: str) -> type[beam.PTransform]:
-    module_name, _, attr = GLOBAL_STAGES[name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return load_entry(GLOBAL_STAGES[name])
 
 
 def is_global_stage(name: str) -> bool:
