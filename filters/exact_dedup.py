@@ -1,21 +1,26 @@
-"""Exact document dedup keys, and the rule that picks which member of a duplicate group survives.
+"""Exact document dedup, the engine-free half: each document's key, and the decisions for one partition
+of the key space.
 
 The key is a 128-bit xxh3 hash of the text after a chosen normalization, so re-crawls that differ only in
-whitespace, case, digits or punctuation (with "ccnet") fall into one group. The keep rule is shared by
-exact and near-duplicate dedup and is a total order (ties broken by id), so the survivor never depends on
-the order documents arrive in.
+whitespace, case, digits or punctuation (with "ccnet") fall into one group. A document enters dedup as one
+key row (its hash, its row in the task's file, and what the keep rule ranks it by), never as its text;
+rows sharing a hash form a group, and `filters.survivors` picks the group's survivor.
 """
 
 from __future__ import annotations
 
-import math
+from array import array
 from collections.abc import Callable
 
+import numpy as np
+import pyarrow as pa
 import xxhash
 
 from filters.base import ConfigError
 from filters.ccnet_normalize import normalize_text
 from filters.document import Document
+from filters.key_tables import ROUTE, columns_table, group_starts, table_refs
+from filters.survivors import choose_survivors, rank_value, represented
 
 NORMALIZATIONS: dict[str, Callable[[str], str]] = {
     "none": lambda text: text,
@@ -23,9 +28,16 @@ NORMALIZATIONS: dict[str, Callable[[str], str]] = {
     "ccnet": normalize_text,
 }
 
-KEEP_RULES = ("smallest_id", "highest_quality", "longest")
-
-RankKey = tuple
+KEY_SCHEMA = pa.schema(
+    [
+        pa.field(ROUTE, pa.uint64()),  # high half of the hash: partitions the key space
+        pa.field("key_lo", pa.uint64()),
+        pa.field("row", pa.uint32()),
+        pa.field("rank", pa.float64()),
+        pa.field("id", pa.string()),
+        pa.field("represented", pa.int32()),
+    ]
+)
 
 
 def text_key(text: str, normalization: str = "ccnet") -> bytes:
@@ -34,31 +46,47 @@ def text_key(text: str, normalization: str = "ccnet") -> bytes:
         normalize = NORMALIZATIONS[normalization]
     except KeyError:
         raise ConfigError(f"unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}") from None
-    return xxhash.xxh3_128_digest(normalize(text).encode("utf-8"))
+    return xxhash.xxh3_128_digest(normalize(text).encode("utf-8", errors="surrogatepass"))
 
 
-def check_keep_rule(keep: str) -> None:
-    if keep not in KEEP_RULES:
-        raise ConfigError(f"unknown keep rule {keep!r}; known: {', '.join(KEEP_RULES)}")
+class ExactKeys:
+    """Collects the key rows of one task's documents."""
+
+    schema = KEY_SCHEMA
+
+    def __init__(self, normalization: str, keep: str) -> None:
+        self._normalization = normalization
+        self._keep = keep
+        self._hi, self._lo, self._rows = array("Q"), array("Q"), array("I")
+        self._ranks, self._represented = array("d"), array("i")
+        self._ids: list[str] = []
+
+    def add(self, doc: Document, row: int) -> None:
+        key = text_key(doc.text, self._normalization)
+        self._hi.append(int.from_bytes(key[:8], "big"))
+        self._lo.append(int.from_bytes(key[8:], "big"))
+        self._rows.append(row)
+        self._ranks.append(rank_value(doc, self._keep))
+        self._ids.append(doc.id)
+        self._represented.append(represented(doc))
+
+    def table(self) -> pa.Table:
+        return columns_table(KEY_SCHEMA, [self._hi, self._lo, self._rows, self._ranks, self._ids, self._represented])
 
 
-def rank_key(doc: Document, keep: str) -> RankKey:
-    """Sort key of a duplicate-group member: the smallest key is kept.
-
-    smallest_id: the lexicographically smallest id. highest_quality: the largest `quality_score` (documents
-    without one rank last). longest: the longest text. Ties always fall back to the smallest id.
-    """
-    if keep == "smallest_id":
-        return (doc.id,)
-    if keep == "highest_quality":
-        score = doc.quality_score
-        return (math.inf if score is None or math.isnan(score) else -score, doc.id)
-    if keep == "longest":
-        return (-len(doc.text), doc.id)
-    check_keep_rule(keep)
-    raise AssertionError("unreachable")
-
-
-def represented(doc: Document) -> int:
-    """How many input documents `doc` already stands for (an earlier dedup stage may have merged some)."""
-    return doc.dup_cluster_size or 1
+def exact_decisions(keys: pa.Table) -> pa.Table:
+    """Decisions for every member of a group of two or more equal keys, from key rows carrying a `task`
+    column (all rows of a key must be present: partitions split the key space, not groups)."""
+    hi, lo = keys.column(ROUTE).to_numpy(), keys.column("key_lo").to_numpy()
+    order = np.lexsort((lo, hi))
+    starts = group_starts(hi[order], lo[order])
+    sizes = np.diff(np.append(starts, len(order)))
+    in_group = np.repeat(sizes >= 2, sizes)
+    members = keys.take(pa.array(order[in_group]))
+    return choose_survivors(
+        [members.column(ROUTE).to_numpy(), members.column("key_lo").to_numpy()],
+        members.column("rank").to_numpy(),
+        members.column("id"),
+        table_refs(members),
+        members.column("represented").to_numpy(),
+    )

@@ -1,22 +1,30 @@
-"""CCNet line dedup, the engine-free half: line hashes, which occurrence of a line survives, and how a
+"""CCNet line dedup, the engine-free half: line key rows, which occurrence of a line survives, and how a
 document is rebuilt without its removed lines.
 
 A line is identified by the 64-bit xxh3 hash of its CCNet normalization (cc_net hashes with sha1 truncated
 to 8 bytes; xxh3 is as collision-resistant at 64 bits and much faster). Of all occurrences of a line in
-the corpus, the one at the smallest (document id, line number) is kept; cc_net keeps the first one in its
-processing order, which here is made explicit so any runner gives the same result. Blank lines and lines
-that normalize to nothing (pure punctuation) are never removed.
+the corpus, the first in input order survives: the smallest (task, row, line number), where tasks are the
+input files sorted by path and rows keep each file's record order. That is cc_net's rule (the first
+occurrence in processing order) made explicit, so any runner and any order of the inputs on the command
+line give the same result. Blank lines and lines that normalize to nothing (pure punctuation) are never
+removed. A key row is 16 bytes (hash, row, line number), whatever the line's length.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+import pyarrow as pa
 import xxhash
 
 from filters.ccnet_normalize import normalize_line
+from filters.document import Document
+from filters.key_tables import ROUTE, TASK, columns_table, group_starts, make_ref
 
-Occurrence = tuple[str, int]  # (document id, line number)
+KEY_SCHEMA = pa.schema([pa.field(ROUTE, pa.uint64()), pa.field("row", pa.uint32()), pa.field("line", pa.uint32())])
+REMOVAL_SCHEMA = pa.schema([pa.field(ROUTE, pa.uint64()), pa.field("line", pa.uint32())])
 
 
 def line_hashes(text: str) -> Iterator[tuple[int, int]]:
@@ -24,18 +32,39 @@ def line_hashes(text: str) -> Iterator[tuple[int, int]]:
     for number, line in enumerate(text.split("\n")):
         normalized = normalize_line(line)
         if normalized:
-            yield number, xxhash.xxh3_64_intdigest(normalized.encode("utf-8"))
+            yield number, xxhash.xxh3_64_intdigest(normalized.encode("utf-8", errors="surrogatepass"))
 
 
-def duplicate_occurrences(occurrences: Iterable[Occurrence]) -> Iterator[Occurrence]:
-    """All occurrences of one line except the first in (document id, line number) order.
+class LineKeys:
+    """Collects the line key rows of one task's documents."""
 
-    Takes two passes over `occurrences` (a re-iterable, e.g. a Beam GroupByKey value) so that a line
-    repeated on millions of pages is never held in memory as a list."""
-    first = min(occurrences)
-    for occurrence in occurrences:
-        if occurrence != first:
-            yield occurrence
+    schema = KEY_SCHEMA
+
+    def __init__(self) -> None:
+        self._hashes, self._rows, self._lines = array("Q"), array("I"), array("I")
+
+    def add(self, doc: Document, row: int) -> None:
+        for number, line_hash in line_hashes(doc.text):
+            self._hashes.append(line_hash)
+            self._rows.append(row)
+            self._lines.append(number)
+
+    def table(self) -> pa.Table:
+        return columns_table(KEY_SCHEMA, [self._hashes, self._rows, self._lines])
+
+
+def line_removals(keys: pa.Table) -> pa.Table:
+    """Every occurrence of a line but the first in (task, row, line) order, as (ref, line) rows sorted by
+    ref, from key rows carrying a `task` column (all occurrences of a hash must be present)."""
+    hashes, tasks = keys.column(ROUTE).to_numpy(), keys.column(TASK).to_numpy()
+    rows, lines = keys.column("row").to_numpy(), keys.column("line").to_numpy()
+    order = np.lexsort((lines, rows, tasks, hashes))
+    repeated = np.ones(len(order), dtype=bool)
+    repeated[group_starts(hashes[order])] = False
+    removed = order[repeated]
+    refs = make_ref(tasks[removed], rows[removed])
+    by_ref = np.lexsort((lines[removed], refs))
+    return pa.table({ROUTE: refs[by_ref], "line": lines[removed][by_ref]}, schema=REMOVAL_SCHEMA)
 
 
 def remove_lines(text: str, numbers: Iterable[int]) -> tuple[str, int, int]:
@@ -45,7 +74,7 @@ def remove_lines(text: str, numbers: Iterable[int]) -> tuple[str, int, int]:
     removed_bytes = 0
     for number, line in enumerate(text.split("\n")):
         if number in drop:
-            removed_bytes += len(line.encode("utf-8")) + 1
+            removed_bytes += len(line.encode("utf-8", errors="surrogatepass")) + 1
         else:
             kept.append(line)
     return "\n".join(kept), len(drop), removed_bytes

@@ -23,7 +23,6 @@ import yaml
 
 from filters.base import ConfigError, build_config
 from pipelines.formats import ReaderConfig
-from pipelines.sinks import DEFAULT_TARGET_SHARD_BYTES
 
 # LLaMA's CommonCrawl recipe without a trained quality model (add "quality" with --quality-model): exact and
 # CCNet line dedup first (CCNet dedups before language ID), fastText language ID, the Gopher and C4
@@ -39,6 +38,7 @@ DEFAULT_STAGES: tuple[str, ...] = (
     "minhash_dedup",
 )
 RESERVED_SECTIONS = ("stages", "reader", "shards")
+DEFAULT_TARGET_SHARD_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)

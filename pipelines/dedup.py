@@ -1,74 +1,125 @@
-"""Corpus-level dedup stages as Beam PTransforms: exact documents, CCNet lines, MinHash near-duplicates.
+"""Corpus-level dedup stages: exact documents, CCNet lines, MinHash near-duplicates.
 
-Each takes a PCollection of Documents and returns {"kept", "rejected"}. Nothing is gathered in one
-worker: groups form through GroupByKey (group values are streamed, twice at most, never listed), documents
-meet their dedup decisions through CoGroupByKey on the document id, and near-duplicate clusters come from
-the distributed connected components in `pipelines.connected_components`. Every decision is a function of
-ids and content only, so any runner and any input order give the same survivors.
+A corpus-level stage runs in three steps around the phases of `prepare` (`pipelines.phases`):
 
-Kept documents carry `dup_cluster` (the id of the cluster's representative, their own id when unique) and
+1. keys: while a phase streams a task's documents, each surviving document adds its key rows (a builder
+   from `filters/`) to the task's key file;
+2. decide: the key files of all tasks are exchanged by key hash (`pipelines.exchange`) and each partition
+   of the hash space is decided on its own (vectorized, in `filters/`); near-duplicates add one global
+   step, the connected components of the candidate edges;
+3. apply: the decisions, routed back to their tasks, are applied while the next phase streams the task's
+   documents (drop, annotate, or remove lines).
+
+Documents never leave their task; only key rows and decisions move. Every decision is a function of the
+keys alone (survivor rules are total orders, see `filters.survivors`), so any runner, any exchange and any
+order of the inputs give the same result.
+
+Kept documents carry `dup_cluster` (the id of the cluster's survivor, their own id when unique) and
 `dup_cluster_size` (how many input documents the survivor stands for, summed across dedup stages);
-rejected ones carry the cluster they were folded into. Line dedup and near-dup dedup need unique document
-ids and fail with a clear error otherwise.
+rejected ones carry the cluster they were folded into.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
+import pyarrow as pa
 
 from filters.base import ConfigError, build_config
-from filters.document import Document
-from filters.exact_dedup import NORMALIZATIONS, check_keep_rule, rank_key, represented, text_key
-from filters.line_dedup import duplicate_occurrences, line_hashes, remove_lines
-from filters.minhash import SHINGLE_TYPES, MinHasher, lean_minhash, optimal_bands
+from filters.document import Document, Rejection
+from filters.exact_dedup import NORMALIZATIONS, ExactKeys, exact_decisions
+from filters.key_tables import ROUTE, ref_row, ref_task, scatter
+from filters.line_dedup import LineKeys, line_removals, remove_lines
+from filters.minhash import SHINGLE_TYPES, MinHasher, optimal_bands
+from filters.near_duplicates import NearDuplicateKeys, band_edges, component_labels, jaccard_estimates
+from filters.survivors import check_keep_rule, choose_survivors, represented
+from pipelines.arrow_files import read_table, write_routed
 from pipelines.connected_components import DEFAULT_MAX_ROUNDS, ConnectedComponents
-from pipelines.runners import METRICS_NAMESPACE
-from pipelines.stages import REJECTED_TAG, reject
+from pipelines.exchange import FileExchange, Info
+from pipelines.workdir import UnitRunner, WorkDir, unit_of_task
+
+Decided = tuple[beam.PCollection, list[beam.PCollection]]
 
 
-class DuplicateIdError(ValueError):
-    """Two input documents share an id; dedup decisions are joined back to documents by id."""
+@dataclass(frozen=True)
+class StageContext:
+    """Where a corpus-level stage's units write (`step`) and which phase wrote its keys (`keys_step`)."""
+
+    output: str
+    step: str
+    keys_step: str
+
+    def node_file(self, task: int) -> str:
+        return WorkDir(self.output).file(self.keys_step, "nodes", unit_of_task(task))
 
 
-def _counter(name: str) -> Metrics.DelegatingCounter:
-    return Metrics.counter(METRICS_NAMESPACE, name)
-
-
-def _annotated(doc: Document, cluster: str, size: int) -> Document:
-    return dataclasses.replace(doc, dup_cluster=cluster, dup_cluster_size=size)
-
-
-def _single_document(doc_id: str, docs: Iterable[Document]) -> Document:
-    docs = list(docs)
-    if len(docs) != 1:
-        raise DuplicateIdError(f"document id {doc_id!r} occurs {len(docs)} times; dedup needs unique ids")
-    return docs[0]
-
-
-def _outputs(results: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
-    return {"kept": results.kept, "rejected": results[REJECTED_TAG]}
-
-
-class _GlobalStage(beam.PTransform):
-    """Shared construction of global stages: `Cls(config)` or `Cls.from_options(mapping)`."""
+class GlobalStage:
+    """Base of corpus-level stages: `Cls(config)` or `Cls.from_options(mapping)`."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
 
     def __init__(self, config: Any = None) -> None:
-        super().__init__()
         self.config = config if config is not None else self.Config()
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> _GlobalStage:
+    def from_options(cls, options: Mapping[str, Any] | None) -> GlobalStage:
         return cls(build_config(cls.Config, options, cls.name))
+
+    def key_builder(self) -> Any:
+        raise NotImplementedError
+
+    def applier(self, decisions: pa.Table | None) -> Any:
+        raise NotImplementedError
+
+    def decide(self, exchange: Any, keys: beam.PCollection, context: StageContext) -> Decided:
+        """The decisions (routed by ref) and every collection of unit infos whose metrics count."""
+        raise NotImplementedError
+
+
+class _PartitionRunner(UnitRunner):
+    """A unit deciding one partition of a key space: `decide(table)` -> one routed output file."""
+
+    def __init__(self, context: StageContext, decide: Any, kind: str) -> None:
+        super().__init__(context.output, context.step)
+        self._decide = decide
+        self._kind = kind
+
+    def work(self, item: Info, name: str, rows: pa.Table | None) -> list[Info]:
+        if rows is None:
+            return []
+        table, metrics = self._decide(rows)
+        info = write_routed(self.workdir.file(self.step, self._kind, name), table)
+        info["metrics"] = metrics
+        return [info]
+
+
+class DecisionApplier:
+    """Applies keep/drop decisions (DECISION_SCHEMA rows of one task) to the task's documents."""
+
+    def __init__(self, decisions: pa.Table | None, reason: str, unique_cluster: Any) -> None:
+        self._reason = reason
+        self._unique_cluster = unique_cluster
+        self.metrics: dict[str, int] = {}
+        if decisions is None:
+            self._index: dict[int, int] = {}
+            return
+        self._index = {row: i for i, row in enumerate(ref_row(decisions.column(ROUTE).to_numpy()).tolist())}
+        self._cluster = decisions.column("cluster").to_pylist()
+        self._size = decisions.column("size").to_pylist()
+        self._keep = decisions.column("keep").to_pylist()
+
+    def apply(self, doc: Document, row: int) -> Document | Rejection:
+        at = self._index.get(row)
+        if at is None:
+            return dataclasses.replace(doc, dup_cluster=self._unique_cluster(doc), dup_cluster_size=represented(doc))
+        annotated = dataclasses.replace(doc, dup_cluster=self._cluster[at], dup_cluster_size=self._size[at])
+        return annotated if self._keep[at] else Rejection(annotated, self._reason)
 
 
 # ---------------------------------------------------------------- exact documents
@@ -89,38 +140,22 @@ class ExactDedupConfig:
         check_keep_rule(self.keep)
 
 
-def _cluster_member(doc: Document, cluster: str, size: int, survives: bool, reason: str) -> Any:
-    """A cluster member annotated with its cluster: kept if it is the representative, else rejected."""
-    annotated = _annotated(doc, cluster, size)
-    return annotated if survives else beam.pvalue.TaggedOutput(REJECTED_TAG, reject(annotated, reason))
-
-
-def _choose_exact(key: bytes, docs: Iterable[Document], keep: str = "smallest_id") -> Iterator[Any]:
-    best = min(rank_key(doc, keep) for doc in docs)
-    size = sum(represented(doc) for doc in docs)
-    cluster = best[-1]
-    kept = False
-    for doc in docs:
-        survives = not kept and rank_key(doc, keep) == best
-        kept = kept or survives
-        yield _cluster_member(doc, cluster, size, survives, "exact_dedup.duplicate")
-
-
-class ExactDedup(_GlobalStage):
+class ExactDedup(GlobalStage):
     """Keep one document per group of identical (normalized) texts."""
 
     name = "exact_dedup"
     Config = ExactDedupConfig
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        normalization, keep = self.config.normalization, self.config.keep
-        results = (
-            docs
-            | "KeyByText" >> beam.Map(lambda doc: (text_key(doc.text, normalization), doc))
-            | "GroupByText" >> beam.GroupByKey()
-            | "KeepOne" >> beam.FlatMapTuple(_choose_exact, keep).with_outputs(REJECTED_TAG, main="kept")
-        )
-        return _outputs(results)
+    def key_builder(self) -> ExactKeys:
+        return ExactKeys(self.config.normalization, self.config.keep)
+
+    def applier(self, decisions: pa.Table | None) -> DecisionApplier:
+        return DecisionApplier(decisions, "exact_dedup.duplicate", lambda doc: doc.id)
+
+    def decide(self, exchange: Any, keys: beam.PCollection, context: StageContext) -> Decided:
+        runner = _PartitionRunner(context, lambda rows: (exact_decisions(rows), {}), "decisions")
+        decisions = exchange.group(context.step, keys, runner)
+        return decisions, [decisions]
 
 
 # ---------------------------------------------------------------- CCNet lines
@@ -138,49 +173,49 @@ class LineDedupConfig:
             raise ConfigError("line_dedup.min_chars must be >= 0")
 
 
-def _line_occurrences(doc: Document) -> Iterator[tuple[int, tuple[str, int]]]:
-    for number, line_hash in line_hashes(doc.text):
-        yield line_hash, (doc.id, number)
+class LineApplier:
+    """Removes a task's repeated lines (REMOVAL_SCHEMA rows) and drops documents left too short."""
+
+    def __init__(self, removals: pa.Table | None, min_chars: int) -> None:
+        self._min_chars = min_chars
+        self.metrics = {"line_dedup.lines_removed": 0, "line_dedup.bytes_removed": 0, "line_dedup.documents_changed": 0}
+        if removals is None:
+            self._rows = self._lines = np.empty(0, dtype=np.uint32)
+        else:
+            rows, lines = ref_row(removals.column(ROUTE).to_numpy()), removals.column("line").to_numpy()
+            order = np.lexsort((lines, rows))  # rows arrive from several partitions, each sorted on its own
+            self._rows, self._lines = rows[order], lines[order]
+
+    def apply(self, doc: Document, row: int) -> Document | Rejection:
+        start, stop = np.searchsorted(self._rows, [row, row + 1])
+        if start == stop:
+            return doc
+        text, lines, removed_bytes = remove_lines(doc.text, self._lines[start:stop].tolist())
+        self.metrics["line_dedup.lines_removed"] += lines
+        self.metrics["line_dedup.bytes_removed"] += removed_bytes
+        self.metrics["line_dedup.documents_changed"] += 1
+        if len(text.strip()) < self._min_chars:
+            return Rejection(doc, "line_dedup.too_short")
+        return dataclasses.replace(doc, text=text)
 
 
-def _apply_line_removals(doc_id: str, joined: Mapping[str, Iterable[Any]], min_chars: int = 0) -> Iterator[Any]:
-    doc = _single_document(doc_id, joined["doc"])
-    numbers = list(joined["drop"])
-    if not numbers:
-        yield doc
-        return
-    text, lines, removed_bytes = remove_lines(doc.text, numbers)
-    _counter("line_dedup.lines_removed").inc(lines)
-    _counter("line_dedup.bytes_removed").inc(removed_bytes)
-    _counter("line_dedup.documents_changed").inc()
-    if len(text.strip()) < min_chars:
-        yield beam.pvalue.TaggedOutput(REJECTED_TAG, reject(doc, "line_dedup.too_short"))
-    else:
-        yield dataclasses.replace(doc, text=text)
-
-
-class LineDedup(_GlobalStage):
-    """CCNet line dedup: drop every line whose normalized form occurred earlier in the corpus (in
-    (document id, line number) order), then documents left too short."""
+class LineDedup(GlobalStage):
+    """CCNet line dedup: drop every line whose normalized form occurred earlier in the corpus (in input
+    order), then documents left too short."""
 
     name = "line_dedup"
     Config = LineDedupConfig
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        removals = (
-            docs
-            | "LineHashes" >> beam.FlatMap(_line_occurrences)
-            | "GroupByLine" >> beam.GroupByKey()
-            | "LaterOccurrences" >> beam.FlatMapTuple(lambda _, occurrences: duplicate_occurrences(occurrences))
-        )
-        keyed_docs = docs | "KeyById" >> beam.Map(lambda doc: (doc.id, doc))
-        results = (
-            {"doc": keyed_docs, "drop": removals}
-            | "JoinRemovals" >> beam.CoGroupByKey()
-            | "RemoveLines"
-            >> beam.FlatMapTuple(_apply_line_removals, self.config.min_chars).with_outputs(REJECTED_TAG, main="kept")
-        )
-        return _outputs(results)
+    def key_builder(self) -> LineKeys:
+        return LineKeys()
+
+    def applier(self, decisions: pa.Table | None) -> LineApplier:
+        return LineApplier(decisions, self.config.min_chars)
+
+    def decide(self, exchange: Any, keys: beam.PCollection, context: StageContext) -> Decided:
+        runner = _PartitionRunner(context, lambda rows: (line_removals(rows), {}), "removals")
+        removals = exchange.group(context.step, keys, runner)
+        return removals, [removals]
 
 
 # ---------------------------------------------------------------- MinHash near-duplicates
@@ -194,8 +229,9 @@ class MinHashDedupConfig:
 
     verify: keep only candidate pairs whose estimated Jaccard reaches `threshold` (buckets of up to
     `pairwise_bucket_size` members are checked pair by pair, larger ones member-to-anchor). Without it, every
-    member of a band bucket is linked to the bucket's smallest id (a star: same components as all pairs,
-    linear in the bucket size). max_rounds: connected-components rounds before failing loudly."""
+    member of a band bucket is linked to the bucket's first member (a star: same components as all pairs,
+    linear in the bucket size). max_rounds: connected-components rounds on distributed runners before
+    failing loudly (local runs compute components exactly in one step)."""
 
     shingle: str = "word"
     ngram: int = 5
@@ -232,143 +268,170 @@ class MinHashDedupConfig:
         return MinHasher(self.shingle, self.ngram, self.num_perm, self.seed, bands, rows)
 
 
-class _Signatures(beam.DoFn):
-    """(id, signature bytes) of every document that has at least one shingle."""
-
-    def __init__(self, hasher: MinHasher) -> None:
-        self._hasher = hasher
-
-    def process(self, doc: Document) -> Iterator[tuple[str, bytes]]:
-        sig = self._hasher.signature(doc.text)
-        if sig is None:
-            _counter("minhash_dedup.no_shingles").inc()
-            return
-        yield doc.id, sig.tobytes()
-
-
-def _bucket_edges(members: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """Star edges of one band bucket: every member to the smallest one (no quadratic pair explosion)."""
-    anchor = min(members)
-    for member in members:
-        if member != anchor:
-            yield member, anchor
+def lookup_nodes(context: StageContext, refs: np.ndarray, columns: list[str]) -> pa.Table:
+    """Node rows (written by the keys phase, one row per document) of `refs`, in the order of `refs`."""
+    order = np.argsort(refs, kind="stable")
+    sorted_refs = refs[order]
+    tasks = ref_task(sorted_refs)
+    pieces = []
+    for start, stop in _runs(tasks):
+        table = read_table(context.node_file(int(tasks[start])), columns)
+        pieces.append(table.take(pa.array(ref_row(sorted_refs[start:stop]))))
+    if not pieces:
+        return pa.table({c: pa.array([], type=pa.null()) for c in columns})
+    gathered = pa.concat_tables(pieces)
+    return gathered.take(pa.array(np.argsort(order, kind="stable")))
 
 
-def _bucket_candidates(members: Iterable[str], pairwise_size: int) -> Iterator[tuple[str, str]]:
-    """Candidate pairs to verify: all pairs of a small bucket, member-to-anchor for a large one."""
-    small = []
-    for member in members:
-        small.append(member)
-        if len(small) > pairwise_size:
-            yield from _bucket_edges(members)
-            return
-    small.sort()
-    for i, first in enumerate(small):
-        for second in small[i + 1 :]:
-            yield second, first
+def _runs(values: np.ndarray) -> Iterator[tuple[int, int]]:
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.empty(0, dtype=int)
+    yield from zip(starts.tolist(), np.r_[starts[1:], len(values)].tolist(), strict=True)
 
 
-def _attach_signature(node: str, joined: Mapping[str, Iterable[Any]]) -> Iterator[tuple[str, tuple[str, bytes]]]:
-    for sig in joined["sig"]:
-        for other in joined["edge"]:
-            yield other, (node, sig)
+def _signatures(nodes: pa.Table) -> np.ndarray:
+    data = nodes.column("signature").combine_chunks()
+    width = data.type.byte_width
+    return np.frombuffer(data.buffers()[1], dtype=np.uint32, count=len(data) * width // 4, offset=data.offset * width)
 
 
-def _verified_edges(
-    node: str, joined: Mapping[str, Iterable[Any]], threshold: float = 0.0, seed: int = 1
-) -> Iterator[tuple[str, str]]:
-    """Candidate edges at `node` whose datasketch (LeanMinHash) Jaccard estimate reaches the threshold."""
-    for sig in joined["sig"]:
-        mine = lean_minhash(_u32(sig), seed)
-        for other, other_sig in joined["edge"]:
-            if mine.jaccard(lean_minhash(_u32(other_sig), seed)) >= threshold:
-                yield node, other
-            else:
-                _counter("minhash_dedup.candidates_rejected").inc()
+class _BandPass(UnitRunner):
+    """Candidate edges of one partition of the band-key space (verified against signatures if asked)."""
+
+    def __init__(self, context: StageContext, config: MinHashDedupConfig) -> None:
+        super().__init__(context.output, context.step)
+        self._context = context
+        self._config = config
+
+    def work(self, item: Info, name: str, rows: pa.Table | None) -> list[Info]:
+        if rows is None:
+            return []
+        config = self._config
+        edges = band_edges(rows, config.pairwise_bucket_size if config.verify else 0)
+        metrics = {"minhash_dedup.candidate_edges": edges.num_rows}
+        if config.verify and edges.num_rows:
+            first = _signatures(lookup_nodes(self._context, edges.column(ROUTE).to_numpy(), ["signature"]))
+            second = _signatures(lookup_nodes(self._context, edges.column("anchor").to_numpy(), ["signature"]))
+            width = config.num_perm
+            similar = jaccard_estimates(first.reshape(-1, width), second.reshape(-1, width)) >= config.threshold
+            metrics["minhash_dedup.candidates_rejected"] = int((~similar).sum())
+            edges = edges.filter(pa.array(similar))
+        info = write_routed(self.workdir.file(self.step, "edges", name), edges)
+        info["metrics"] = metrics
+        return [info]
 
 
-def _cluster_members(doc_id: str, joined: Mapping[str, Iterable[Any]]) -> Iterator[tuple[str, tuple]]:
-    for cluster in joined["cluster"]:
-        for rank, size in joined["rank"]:
-            yield cluster, (rank, doc_id, size)
+def cluster_decisions(context: StageContext, nodes: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """Keep/drop decisions for every document of a near-duplicate cluster, from its component label."""
+    ranks = lookup_nodes(context, nodes, ["id", "rank", "represented"])
+    return choose_survivors(
+        [labels], ranks.column("rank").to_numpy(), ranks.column("id"), nodes, ranks.column("represented").to_numpy()
+    )
 
 
-def _cluster_decisions(_: str, members: Iterable[tuple]) -> Iterator[tuple[str, tuple[str, int]]]:
-    best = min(rank for rank, _, _ in members)
-    size = sum(size for _, _, size in members)
-    for _, doc_id, _ in members:
-        yield doc_id, (best[-1], size)
+class _Clusters(UnitRunner):
+    """Local runs: connected components of all candidate edges in one step (scipy), then survivors."""
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context.output, context.step + "-clusters")
+        self._context = context
+
+    def work(self, item: Info, name: str, edges: pa.Table | None) -> list[Info]:
+        if edges is None:
+            return []
+        nodes, labels = component_labels(edges)
+        decisions = cluster_decisions(self._context, nodes, labels)
+        info = write_routed(self.workdir.file(self.step, "decisions", name), decisions)
+        info["metrics"] = {"minhash_dedup.clustered_documents": len(nodes)}
+        return [info]
 
 
-def _apply_cluster_decision(doc_id: str, joined: Mapping[str, Iterable[Any]]) -> Iterator[Any]:
-    doc = _single_document(doc_id, joined["doc"])
-    decisions = list(joined["decision"])
-    if not decisions:
-        yield _annotated(doc, doc.dup_cluster or doc.id, represented(doc))
-        return
-    cluster, size = decisions[0]
-    yield _cluster_member(doc, cluster, size, cluster == doc.id, "minhash_dedup.near_duplicate")
+def _edge_tuples(info: Info) -> Iterator[tuple[int, int]]:
+    if info.get("rows"):
+        edges = read_table(info["path"])
+        yield from zip(edges.column(ROUTE).to_pylist(), edges.column("anchor").to_pylist(), strict=True)
 
 
-class MinHashDedup(_GlobalStage):
+class _ClusterMembers(UnitRunner):
+    """Distributed runs: the labelled members of one task, with their ranks, routed by cluster label."""
+
+    def __init__(self, context: StageContext) -> None:
+        super().__init__(context.output, context.step + "-members")
+        self._context = context
+
+    def unit_name(self, item: Info) -> str:
+        return unit_of_task(item["task"])
+
+    def work(self, item: Info, name: str, labelled: list[tuple[int, int]]) -> list[Info]:
+        nodes = np.array([node for node, _ in labelled], dtype=np.uint64)
+        labels = np.array([label for _, label in labelled], dtype=np.uint64)
+        ranks = lookup_nodes(self._context, nodes, ["id", "rank", "represented"])
+        table = pa.table(
+            {
+                ROUTE: scatter(labels),  # labels are refs, dense in the low end: spread them over the buckets
+                "ref": nodes,
+                "id": ranks.column("id"),
+                "rank": ranks.column("rank"),
+                "represented": ranks.column("represented"),
+            }
+        )
+        return [write_routed(self.workdir.file(self.step, "members", name), table)]
+
+
+def _survivors_of_members(rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    decisions = choose_survivors(
+        [rows.column(ROUTE).to_numpy()],
+        rows.column("rank").to_numpy(),
+        rows.column("id"),
+        rows.column("ref").to_numpy(),
+        rows.column("represented").to_numpy(),
+    )
+    return decisions, {"minhash_dedup.clustered_documents": rows.num_rows}
+
+
+class MinHashDedup(GlobalStage):
     """Keep one document per cluster of near-duplicates (MinHash LSH + connected components)."""
 
     name = "minhash_dedup"
     Config = MinHashDedupConfig
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        config = self.config
-        hasher = config.hasher()
-        signatures = docs | "Signatures" >> beam.ParDo(_Signatures(hasher))
-        buckets = (
-            signatures
-            | "BandKeys" >> beam.FlatMapTuple(lambda doc_id, sig: ((k, doc_id) for k in hasher.band_keys(_u32(sig))))
-            | "GroupByBand" >> beam.GroupByKey()
-            | "Collisions" >> beam.Filter(lambda bucket: _has_two(bucket[1]))
+    def key_builder(self) -> NearDuplicateKeys:
+        return NearDuplicateKeys(self.config.hasher(), self.config.keep, self.config.verify)
+
+    def applier(self, decisions: pa.Table | None) -> DecisionApplier:
+        return DecisionApplier(decisions, "minhash_dedup.near_duplicate", lambda doc: doc.dup_cluster or doc.id)
+
+    def decide(self, exchange: Any, keys: beam.PCollection, context: StageContext) -> Decided:
+        edges = exchange.group(context.step, keys, _BandPass(context, self.config))
+        if isinstance(exchange, FileExchange):
+            decisions = exchange.gather_all(context.step + "-clusters", edges, _Clusters(context))
+            return decisions, [edges, decisions]
+        labelled = (
+            edges
+            | f"{context.step}/EdgeTuples" >> beam.FlatMap(_edge_tuples)
+            | f"{context.step}/Components" >> ConnectedComponents(self.config.max_rounds)
+            | f"{context.step}/ByTask" >> beam.Map(lambda nl: (int(ref_task(np.uint64(nl[0]))), nl))
+            | f"{context.step}/GroupByTask" >> beam.GroupByKey()
         )
-        if config.verify:
-            candidates = (
-                buckets
-                | "Candidates"
-                >> beam.FlatMapTuple(lambda _, members: _bucket_candidates(members, config.pairwise_bucket_size))
-                | "DistinctCandidates" >> beam.Distinct()
-            )
-            with_first = (
-                {"sig": signatures, "edge": candidates | "BySecond" >> beam.Map(lambda e: (e[1], e[0]))}
-                | "JoinFirst" >> beam.CoGroupByKey()
-                | "AttachFirst" >> beam.FlatMapTuple(_attach_signature)
-            )
-            edges = (
-                {"sig": signatures, "edge": with_first}
-                | "JoinSecond" >> beam.CoGroupByKey()
-                | "Verify" >> beam.FlatMapTuple(_verified_edges, config.threshold, config.seed)
-            )
-        else:
-            edges = buckets | "StarEdges" >> beam.FlatMapTuple(lambda _, members: _bucket_edges(members))
-        clusters = edges | "Components" >> ConnectedComponents(config.max_rounds)
-
-        keyed_docs = docs | "KeyById" >> beam.Map(lambda doc: (doc.id, doc))
-        ranks = docs | "Ranks" >> beam.Map(lambda doc: (doc.id, (rank_key(doc, config.keep), represented(doc))))
-        decisions = (
-            {"cluster": clusters, "rank": ranks}
-            | "JoinRanks" >> beam.CoGroupByKey()
-            | "ClusterMembers" >> beam.FlatMapTuple(_cluster_members)
-            | "GroupClusters" >> beam.GroupByKey()
-            | "Decide" >> beam.FlatMapTuple(_cluster_decisions)
+        members_runner = _ClusterMembers(context)
+        members = labelled | f"{context.step}/Members" >> beam.ParDo(_RunGrouped(members_runner))
+        survivors = _PartitionRunner(
+            dataclasses.replace(context, step=context.step + "-survivors"),
+            _survivors_of_members,
+            "decisions",
         )
-        results = (
-            {"doc": keyed_docs, "decision": decisions}
-            | "JoinDecisions" >> beam.CoGroupByKey()
-            | "KeepRepresentatives"
-            >> beam.FlatMapTuple(_apply_cluster_decision).with_outputs(REJECTED_TAG, main="kept")
-        )
-        return _outputs(results)
+        decisions = exchange.group(context.step + "-survivors", members, survivors)
+        return decisions, [edges, decisions]
 
 
-def _u32(sig: bytes) -> np.ndarray:
-    return np.frombuffer(sig, dtype=np.uint32)
+class _RunGrouped(beam.DoFn):
+    """Runs a unit runner on (task, grouped values) elements."""
 
+    def __init__(self, runner: UnitRunner) -> None:
+        self._runner = runner
 
-def _has_two(members: Iterable[str]) -> bool:
-    iterator = iter(members)
-    return next(iterator, None) is not None and next(iterator, None) is not None
+    def setup(self) -> None:
+        self._runner.setup()
+
+    def process(self, element: tuple[int, Any]) -> Iterator[Info]:
+        task, values = element
+        yield from self._runner.run({"task": task}, lambda: sorted(values))

@@ -1,155 +1,53 @@
-"""`llamaprep prepare`: read -> per-document stages and global stages in config order -> Arrow shards.
+"""`llamaprep prepare`: raw inputs -> per-document stages and corpus-level dedup in config order -> Arrow
+shards, for corpora far larger than memory, resumable after a kill, on every core.
 
-The job graph is: ReadDocuments, then for each run of consecutive per-document stages one fused
-`ApplyStages` DoFn, and each global (dedup) stage as its own PTransform; kept documents go to
-`OUT/documents/`, and with `--keep-rejected` every rejection (with its reason) to `OUT/rejected/`. The
-driver then writes `manifest.json` from the shard infos and the job's Beam metrics, and checks the
-accounting: read = kept + dropped (by reason).
+The job is built from resumable units that stream files, never from collections of documents:
+
+    tasks (input files, sorted by path)
+      -> phase 0 per task: read, per-document stages, write documents + keys of the first dedup stage
+      -> dedup stage: key partitions decided in parallel (`pipelines.exchange`), decisions routed back
+      -> phase 1 per task: apply decisions, next per-document stages, write documents + next keys ...
+      -> compose: final shards of about the target size, then (driver) manifest.json, then .work removed
+
+Only key rows, decisions, file names and counts cross the runner (`pipelines.phases`, `pipelines.dedup`).
+Each unit writes a completion marker after its files are in place, so running the same command again
+after a kill continues where it stopped and ends with the same bytes. The accounting (read = kept +
+dropped by reason) is summed from those markers and checked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
-import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from filters.base import ConfigError
-from filters.document import DOCUMENT_SCHEMA, SCHEMA_VERSION, Document
-from filters.langid import language_partition_key
+from filters.document import SCHEMA_VERSION
+from pipelines.arrow_files import delete, exists, join, read_bytes, write_bytes
+from pipelines.compose import ShardWriter, plan_shards
 from pipelines.config import PrepareConfig, dump_config, load_prepare_config
+from pipelines.dedup import StageContext
+from pipelines.exchange import FileExchange, Info, RunUnits, ShuffleExchange, Spread
 from pipelines.formats import FORMATS
-from pipelines.readers import ReadDocuments, check_inputs, parse_input
-from pipelines.runners import (
-    LOCAL_RUNNER,
-    METRICS_NAMESPACE,
-    add_runner_arguments,
-    counters,
-    pipeline_options,
-    run_pipeline,
-)
-from pipelines.shards import DOCUMENTS_DIR, REJECTED_DIR, join, shard_paths, write_manifest
-from pipelines.sinks import WriteShards, document_row, write_rejected
-from pipelines.stages import apply_document_stages, global_stage_class, is_global_stage
+from pipelines.phases import PhaseRunner, RunContext, global_stage, plan_phases
+from pipelines.progress import Progress, follow_dataflow
+from pipelines.readers import check_inputs, parse_input, plan_tasks
+from pipelines.runners import LOCAL_RUNNER, add_runner_arguments, pipeline_options, run_pipeline
+from pipelines.shards import DOCUMENTS_DIR, MANIFEST_NAME, REJECTED_DIR, read_manifest, write_manifest
+from pipelines.workdir import RunLock, WorkDir, fault_injection, fingerprint
 
-INFO_PREFIX = ".shard-info-"
-
-
-def _count_kept(doc: Document) -> Document:
-    Metrics.counter(METRICS_NAMESPACE, "kept").inc()
-    return doc
-
-
-def _write_infos(infos: list[dict[str, Any]], path: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(json.dumps(sorted(infos, key=lambda i: i["path"])).encode("utf-8"))
-
-
-def build_prepare(
-    pipeline: beam.Pipeline,
-    inputs: list[str],
-    output: str,
-    config: PrepareConfig,
-    keep_rejected: bool,
-    run_id: str,
-    spread_files: bool = True,
-) -> None:
-    """Add the prepare job to `pipeline` (separate from running it, so tests and dry runs can inspect it)."""
-    read = pipeline | "Read" >> ReadDocuments(inputs, config.reader, spread_files)
-    kept = read["kept"]
-    rejected = [read["rejected"]]
-    segment: list[str] = []
-
-    def flush(kept: beam.PCollection) -> beam.PCollection:
-        if not segment:
-            return kept
-        label = "Stages[" + ",".join(segment) + "]"
-        kept, dropped = apply_document_stages(kept, list(segment), config.stage_options, label)
-        rejected.append(dropped)
-        segment.clear()
-        return kept
-
-    for name in config.stages:
-        if is_global_stage(name):
-            kept = flush(kept)
-            out = kept | name >> global_stage_class(name).from_options(config.stage_options.get(name))
-            kept = out["kept"]
-            rejected.append(out["rejected"])
-        else:
-            segment.append(name)
-    kept = flush(kept)
-
-    compression = None if config.shards.compression == "none" else config.shards.compression
-    partition = language_partition_key if config.shards.split_by_language else None
-    infos = (
-        kept
-        | "CountKept" >> beam.Map(_count_kept)
-        | "WriteDocuments"
-        >> WriteShards(
-            output, DOCUMENTS_DIR, DOCUMENT_SCHEMA, document_row, config.shards.target_bytes, compression, partition
-        )
-    )
-    (
-        infos
-        | "DocumentInfos" >> beam.combiners.ToList()
-        | "SaveDocumentInfos" >> beam.Map(_write_infos, join(output, f"{INFO_PREFIX}{run_id}-{DOCUMENTS_DIR}.json"))
-    )
-    if keep_rejected:
-        all_rejected = tuple(rejected) | "AllRejected" >> beam.Flatten()
-        rejected_infos = all_rejected | "WriteRejected" >> write_rejected(output, config.shards.target_bytes)
-        (
-            rejected_infos
-            | "RejectedInfos" >> beam.combiners.ToList()
-            | "SaveRejectedInfos" >> beam.Map(_write_infos, join(output, f"{INFO_PREFIX}{run_id}-{REJECTED_DIR}.json"))
-        )
-
-
-def _read_infos(output: str, run_id: str, kind: str) -> list[dict[str, Any]] | None:
-    path = join(output, f"{INFO_PREFIX}{run_id}-{kind}.json")
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path) as f:
-        infos = json.loads(f.read().decode("utf-8"))
-    FileSystems.delete([path])
-    return infos
-
-
-def _shard_set(infos: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "shards": infos,
-        "documents": sum(i["documents"] for i in infos),
-        "bytes": sum(i["bytes"] for i in infos),
-        "text_bytes": sum(i["text_bytes"] for i in infos),
-    }
-
-
-def accounting(metrics: dict[str, int]) -> dict[str, Any]:
-    """read = kept + dropped, with drops, skips and repairs grouped by reason."""
-
-    def group(prefix: str) -> dict[str, int]:
-        return {k[len(prefix) :]: v for k, v in sorted(metrics.items()) if k.startswith(prefix) and v}
-
-    dropped = group("dropped.")
-    read, kept = metrics.get("read", 0), metrics.get("kept", 0)
-    return {
-        "files": metrics.get("files", 0),
-        "read": read,
-        "kept": kept,
-        "dropped": dropped,
-        "dropped_total": sum(dropped.values()),
-        "skipped": group("skipped."),
-        "repaired": group("repaired."),
-        "balanced": read == kept + sum(dropped.values()),
-    }
+SUMMARY_NAME = "summary.json"
+SHARDS_NAME = "shards.json"
+EXCHANGES = ("auto", "files", "shuffle")
 
 
 def tool_version() -> str:
@@ -159,44 +57,236 @@ def tool_version() -> str:
         return "unknown (not installed)"
 
 
+# ---------------------------------------------------------------- the job graph
+
+
+def _read_tasks(path: str) -> list[Info]:
+    tasks = [json.loads(line) for line in read_bytes(path).decode("utf-8").splitlines() if line]
+    return sorted(tasks, key=lambda task: -task.get("size", 0))  # largest first: workers get even shares
+
+
+COUNT_GROUPS = ("counts", "dropped", "skipped", "repaired", "metrics")
+
+
+def unit_counts(info: Info) -> dict[str, dict[str, int]]:
+    """The counts of one unit's info, grouped (scalars under "counts", reasons under their group)."""
+    grouped: dict[str, dict[str, int]] = {group: {} for group in COUNT_GROUPS}
+    for key, value in info.get("counts", {}).items():
+        if isinstance(value, dict):
+            grouped[key] = dict(value)
+        else:
+            grouped["counts"][key] = value
+    grouped["metrics"] = dict(info.get("metrics", {}))
+    return grouped
+
+
+def sum_counts(parts: Any) -> dict[str, dict[str, int]]:
+    """Sum grouped counts (associative, so Beam may combine partial sums in any order)."""
+    total: dict[str, Counter] = {group: Counter() for group in COUNT_GROUPS}
+    for part in parts:
+        for group in COUNT_GROUPS:
+            total[group].update(part.get(group, {}))
+    return {group: dict(values) for group, values in total.items()}
+
+
+def _save_json(value: Any, path: str) -> None:
+    write_bytes(path, json.dumps(value, sort_keys=True, default=dict).encode("utf-8"))
+
+
+def build_prepare(
+    pipeline: beam.Pipeline, output: str, config: PrepareConfig, keep_rejected: bool, exchange: Any
+) -> None:
+    """Add the prepare job to `pipeline` (separate from running it, so tests and dry runs can inspect it).
+    Its tasks are read from the work directory's tasks.jsonl, written by the driver before the run."""
+    workdir = WorkDir(output)
+    context = RunContext(output, config, keep_rejected)
+    tasks = (
+        pipeline
+        | "Tasks" >> beam.Create([workdir.tasks_path])
+        | "ReadTasks" >> beam.FlatMap(_read_tasks)
+        | "SpreadTasks" >> Spread(lambda task: task["index"])
+    )
+    reports: list[beam.PCollection] = []
+    phase_infos: list[beam.PCollection] = []
+    decisions = None
+    for phase in plan_phases(config.stages):
+        infos = exchange.to_tasks(phase.step, tasks, decisions, PhaseRunner(phase, context))
+        phase_infos.append(infos)
+        if phase.keys_for is not None:
+            keys = infos | f"{phase.step}/Keys" >> beam.FlatMap(lambda info: [info["keys"]] if info.get("keys") else [])
+            step = f"g{phase.index + 1}-{phase.keys_for}"
+            decisions, stage_reports = global_stage(config, phase.keys_for).decide(
+                exchange, keys, StageContext(output, step, phase.step)
+            )
+            reports.extend(stage_reports)
+    all_phases = tuple(phase_infos) | "AllPhases" >> beam.Flatten()
+    compression = None if config.shards.compression == "none" else config.shards.compression
+    shards = (
+        all_phases
+        | "Compose/Collect" >> beam.combiners.ToList()
+        | "Compose/Plan" >> beam.FlatMap(plan_shards, config.shards.target_bytes)
+        | "Compose/Spread" >> Spread(lambda unit: unit["unit"])
+        | "Compose/Write" >> beam.ParDo(RunUnits(ShardWriter(output, compression), lambda unit: (unit, lambda: None)))
+    )
+    _ = (
+        shards
+        | "Shards/Collect" >> beam.combiners.ToList()
+        | "Shards/Save" >> beam.Map(_save_json, join(workdir.root, SHARDS_NAME))
+    )
+    _ = (
+        (all_phases, *reports)
+        | "Summary/All" >> beam.Flatten()
+        | "Summary/Counts" >> beam.Map(unit_counts)
+        | "Summary/Sum" >> beam.CombineGlobally(sum_counts)
+        | "Summary/Save" >> beam.Map(_save_json, join(workdir.root, SUMMARY_NAME))
+    )
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+def accounting(summary: Info) -> dict[str, Any]:
+    """read = kept + dropped, with drops, skips and repairs grouped by reason."""
+    counts = summary["counts"]
+    dropped = dict(sorted(summary["dropped"].items()))
+    read, kept = counts.get("read", 0), counts.get("kept", 0)
+    return {
+        "files": counts.get("files", 0),
+        "read": read,
+        "kept": kept,
+        "dropped": dropped,
+        "dropped_total": sum(dropped.values()),
+        "skipped": dict(sorted(summary["skipped"].items())),
+        "repaired": dict(sorted(summary["repaired"].items())),
+        "balanced": read == kept + sum(dropped.values()),
+    }
+
+
+def _shard_set(infos: list[Info]) -> dict[str, Any]:
+    infos = sorted(infos, key=lambda i: i["path"])
+    return {
+        "shards": [{k: v for k, v in i.items() if k != "kind"} for i in infos],
+        "documents": sum(i["documents"] for i in infos),
+        "bytes": sum(i["bytes"] for i in infos),
+        "text_bytes": sum(i["text_bytes"] for i in infos),
+    }
+
+
 def build_manifest(
-    inputs: list[str], output: str, config: PrepareConfig, metrics: dict[str, int], run_id: str, runner: str
+    inputs: list[str],
+    output: str,
+    config: PrepareConfig,
+    keep_rejected: bool,
+    runner: str,
+    exchange: str,
+    resumed: bool,
 ) -> dict[str, Any]:
-    documents = _read_infos(output, run_id, DOCUMENTS_DIR) or []
-    rejected = _read_infos(output, run_id, REJECTED_DIR)
-    counts = accounting(metrics)
+    workdir = WorkDir(output)
+    summary = json.loads(read_bytes(join(workdir.root, SUMMARY_NAME)))
+    shard_infos = (
+        json.loads(read_bytes(join(workdir.root, SHARDS_NAME))) if exists(join(workdir.root, SHARDS_NAME)) else []
+    )
+    counts = accounting(summary)
+    documents = [i for i in shard_infos if i["kind"] == DOCUMENTS_DIR]
     if counts["kept"] != sum(i["documents"] for i in documents):
         raise RuntimeError(
             f"shards hold {sum(i['documents'] for i in documents)} documents but {counts['kept']} were kept"
         )
+    metrics = dict(sorted(summary["metrics"].items()))
+    input_text = summary["counts"].get("input_text_bytes", 0)
+    exchanged = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("exchange_bytes.")}
     return {
         "kind": "documents",
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "llamaprep", "version": tool_version(), "beam": beam.__version__},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "runner": runner,
+        "exchange": exchange,
+        "resumed": resumed,
         "inputs": inputs,
         "config": config.to_dict(),
         "counts": counts,
-        "metrics": {k: v for k, v in sorted(metrics.items()) if v},
+        "metrics": {k: v for k, v in metrics.items() if v},
+        "shuffle": {
+            "input_text_bytes": input_text,
+            "input_bytes": summary["counts"].get("input_bytes", 0),
+            "stages": {
+                name: {"bytes": value, "ratio": round(value / input_text, 4) if input_text else None}
+                for name, value in sorted(exchanged.items())
+            },
+        },
         DOCUMENTS_DIR: _shard_set(documents),
-        REJECTED_DIR: _shard_set(rejected) if rejected is not None else None,
+        REJECTED_DIR: _shard_set([i for i in shard_infos if i["kind"] == REJECTED_DIR]) if keep_rejected else None,
     }
 
 
-def _prepare_output(output: str, overwrite: bool) -> None:
-    existing = shard_paths(output, DOCUMENTS_DIR) + shard_paths(output, REJECTED_DIR)
-    has_manifest = FileSystems.exists(join(output, "manifest.json"))
-    if (existing or has_manifest) and not overwrite:
-        raise ConfigError(f"output {output} already holds prepared data; pass --overwrite to replace it")
-    if existing:
-        FileSystems.delete(existing)
-    if has_manifest:
-        FileSystems.delete([join(output, "manifest.json")])
+# ---------------------------------------------------------------- the output directory
 
 
-def _is_dry_run(options: PipelineOptions) -> bool:
-    return bool(options.get_all_options().get("dry_run"))
+def _clear_output(output: str) -> None:
+    delete([join(output, DOCUMENTS_DIR), join(output, REJECTED_DIR), join(output, MANIFEST_NAME)])
+    WorkDir(output).remove()
+
+
+def open_output(output: str, run: dict[str, Any], overwrite: bool) -> bool:
+    """Make `output` ready for this run; returns True when it continues an unfinished run of the same
+    inputs and config. Refuses, with what to do, to mix runs or to replace data without --overwrite."""
+    workdir = WorkDir(output)
+    if exists(join(output, MANIFEST_NAME)):
+        kind = read_manifest(output).get("kind")
+        if kind != "documents":
+            raise ConfigError(f"{output} holds a {kind!r} directory, not prepared documents; choose another --output")
+        if not overwrite:
+            raise ConfigError(f"output {output} already holds prepared data; pass --overwrite to replace it")
+        _clear_output(output)
+        return False
+    previous = workdir.read_run()
+    if previous is not None:
+        if previous["fingerprint"] == run["fingerprint"] and not overwrite:
+            return True
+        if not overwrite:
+            raise ConfigError(
+                f"{output} holds an unfinished run of other inputs or settings (started {previous.get('created')}); "
+                "run that command again to continue it, or pass --overwrite to start over"
+            )
+        _clear_output(output)
+        return False
+    if exists(join(output, DOCUMENTS_DIR)) or exists(join(output, REJECTED_DIR)):
+        if not overwrite:
+            raise ConfigError(f"{output} holds shards without a manifest; pass --overwrite to replace them")
+        _clear_output(output)
+    return False
+
+
+def choose_exchange(name: str, runner: str, budget_bytes: int, workers: int) -> Any:
+    if name == "auto":
+        name = "files" if runner == LOCAL_RUNNER else "shuffle"
+    return FileExchange(budget_bytes, workers) if name == "files" else ShuffleExchange()
+
+
+def parse_bytes(text: str) -> int:
+    """'512M', '2G', '1.5GB', '1000000' -> bytes."""
+    value = text.strip().upper().removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(value[-1:], 1)
+    try:
+        number = float(value[:-1] if scale > 1 else value)
+    except ValueError:
+        raise ConfigError(f"--memory-budget {text!r}: expected a size such as 512M or 4G") from None
+    if number <= 0:
+        raise ConfigError("--memory-budget must be positive")
+    return int(number * scale)
+
+
+def default_memory_budget() -> int:
+    """A quarter of this machine's memory, at least 256 MiB: what the key state of one pass may use."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return max(256 << 20, total // 4)
+
+
+# ---------------------------------------------------------------- the command
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -207,29 +297,74 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not args.inputs or not args.output:
         raise ConfigError("prepare needs INPUTS and --output (or --print-config)")
     options, runner = pipeline_options(args)
-    dry_run = _is_dry_run(options)
-    specs = [parse_input(spec) for spec in args.inputs]
-    check_inputs([s for s in specs if not (dry_run and "://" in s.pattern)], config.reader.format)
+    budget = parse_bytes(args.memory_budget) if args.memory_budget else default_memory_budget()
+    exchange = choose_exchange(args.exchange, args.runner, budget, args.workers)
     output = args.output.rstrip("/")
-    if not dry_run:
-        _prepare_output(output, args.overwrite)
-    run_id = uuid.uuid4().hex[:12]
-    spread_files = args.runner != LOCAL_RUNNER
-
-    def build(pipeline: beam.Pipeline) -> None:
-        build_prepare(pipeline, list(args.inputs), output, config, args.keep_rejected, run_id, spread_files)
-
-    result = run_pipeline(build, options, runner)
-    if dry_run:
+    plan = plan_phases(config.stages)
+    for phase in plan:  # bad stage options fail here, before any file is touched
+        PhaseRunner(phase, RunContext(output, config, args.keep_rejected))
+    if _is_dry_run(options):
+        run_pipeline(lambda p: build_prepare(p, output, config, args.keep_rejected, exchange), options, runner)
         project = options.view_as(GoogleCloudOptions).project
         print(f"dry run: job graph built and validated for {args.runner} (project {project}); nothing was run")
         return 0
-    manifest = build_manifest(list(args.inputs), output, config, counters(result), run_id, args.runner)
-    write_manifest(output, manifest)
-    print_summary(output, manifest)
+    specs = [parse_input(spec) for spec in args.inputs]
+    check_inputs(specs, config.reader.format)
+    tasks = plan_tasks(specs, config.reader)
+    run = {
+        "fingerprint": fingerprint(
+            {
+                "tasks": tasks,
+                "config": config.to_dict(),
+                "keep_rejected": args.keep_rejected,
+                "schema": SCHEMA_VERSION,
+                "tool": tool_version(),
+            }
+        ),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": list(args.inputs),
+        "tasks": len(tasks),
+    }
+    lock = RunLock(output)
+    lock.acquire()
+    try:
+        if lock.took_over and not args.quiet:
+            print(f"taking over the lock of a run that is gone: {lock.took_over}", file=sys.stderr)
+        resumed = open_output(output, run, args.overwrite)
+        workdir = WorkDir(output)
+        if resumed:
+            done = sum(1 for _ in workdir.markers(plan[-1].step))
+            print(
+                f"resuming the unfinished run in {output} ({done} of {len(tasks)} files through all phases)",
+                file=sys.stderr,
+            )
+        else:
+            workdir.start(run, tasks)
+        fault_injection.reset()
+        show = not args.quiet and sys.stderr.isatty() and args.runner == LOCAL_RUNNER
+        with Progress(workdir, [phase.step for phase in plan], len(tasks), show):
+            run_pipeline(
+                lambda p: build_prepare(p, output, config, args.keep_rejected, exchange),
+                options,
+                runner,
+                on_start=lambda result: follow_dataflow(result, options, args.quiet),
+            )
+        manifest = build_manifest(
+            list(args.inputs), output, config, args.keep_rejected, args.runner, exchange.name, resumed
+        )
+        write_manifest(output, manifest)
+        workdir.remove()
+    finally:
+        lock.release()
+    if not args.quiet:
+        print_summary(output, manifest)
     if args.print_summary_json:
         print(json.dumps(summary_record(manifest)))
     return 0 if manifest["counts"]["balanced"] else 1
+
+
+def _is_dry_run(options: PipelineOptions) -> bool:
+    return bool(options.get_all_options().get("dry_run"))
 
 
 def print_summary(output: str, manifest: dict[str, Any]) -> None:
@@ -253,7 +388,7 @@ SUGAR_FLAGS = {
 
 
 def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
-    """One line for scripts and benchmarks: counts, kept text bytes and this process's peak memory."""
+    """One line for scripts and benchmarks: counts, kept text bytes, shuffle volume and peak memory."""
     peak_kb = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )
@@ -263,13 +398,15 @@ def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
         "kept": counts["kept"],
         "dropped": counts["dropped_total"],
         "kept_text_bytes": manifest[DOCUMENTS_DIR]["text_bytes"],
+        "input_text_bytes": manifest["shuffle"]["input_text_bytes"],
+        "shuffle_bytes": {name: s["bytes"] for name, s in manifest["shuffle"]["stages"].items()},
         "peak_rss_mb": peak_kb / 1024,
     }
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = []
-    if args.stages:
+    if args.stages is not None:
         overrides.append(f"stages={args.stages}")
     for name in ("format", "text_field", "limit", "source"):
         value = getattr(args, name)
@@ -311,7 +448,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-quality", type=float, help="quality: minimum probability of the positive label")
     parser.add_argument("--split-by-language", action="store_true", help="one shard set per language")
     parser.add_argument("--keep-rejected", action="store_true", help="also write dropped documents to OUT/rejected/")
-    parser.add_argument("--overwrite", action="store_true", help="replace prepared data already in --output")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace prepared data or an unfinished run already in --output"
+    )
+    parser.add_argument(
+        "--memory-budget",
+        help="local runs: memory for dedup key state (e.g. 2G); larger key sets are decided in more passes "
+        "(default: a quarter of this machine's memory)",
+    )
+    parser.add_argument(
+        "--exchange",
+        choices=EXCHANGES,
+        default="auto",
+        help="how dedup keys move between tasks: files (memory-budgeted passes; the local default) or shuffle "
+        "(Beam GroupByKey; the default on distributed runners)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
     parser.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
     parser.add_argument("--print-summary-json", action="store_true", help="end with one JSON line of counts")
     add_runner_arguments(parser)

@@ -1,9 +1,9 @@
-"""Reading inputs: the Beam source used by `prepare`, and a local iterator for small jobs.
+"""Reading inputs: matching patterns to files, the records of one file, and a local iterator for small
+jobs (quality-model training, tools, tests).
 
 Inputs are paths, globs or URLs (anything Beam's FileSystems can match: local, gs://, s3://), optionally
-prefixed with a source label (`books=/data/gutenberg/*.txt`). Files are matched at run time on the
-workers, so the same job runs unchanged on Dataflow; the CLI checks local inputs up front so a wrong path
-fails before a pipeline is built.
+prefixed with a source label (`books=/data/gutenberg/*.txt`). `prepare` matches them once, up front, so a
+wrong path fails before any work starts and its tasks (one per file) are known and numbered.
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from filters.base import ConfigError
 from filters.document import Document, Rejection
-from pipelines.formats import Oversized, ReaderConfig, Record, Repaired, Skip, detect_format, parse_stream
-from pipelines.runners import METRICS_NAMESPACE
-from pipelines.stages import count_drop
+from pipelines.formats import Oversized, ReaderConfig, Record, Skip, detect_format, parse_stream
 
 LOG = logging.getLogger(__name__)
 TOO_LARGE_REASON = "reader.too_large"
@@ -46,12 +42,17 @@ def parse_input(spec: str) -> InputSpec:
     return InputSpec(spec)
 
 
-def match_files(pattern: str) -> list[str]:
-    """Files a pattern names; a directory means every file in it (recursively for local paths)."""
+def match_file_sizes(pattern: str) -> list[tuple[str, int]]:
+    """(path, size) of the files a pattern names; a directory means every file in it (recursively for
+    local paths)."""
     if "://" not in pattern and not any(ch in pattern for ch in "*?[") and os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**")
     result = FileSystems.match([pattern])[0]
-    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
+    return sorted((m.path, m.size_in_bytes) for m in result.metadata_list if not m.path.endswith("/"))
+
+
+def match_files(pattern: str) -> list[str]:
+    return [path for path, _ in match_file_sizes(pattern)]
 
 
 def check_inputs(specs: Iterable[InputSpec], fmt: str | None = None) -> None:
@@ -67,6 +68,40 @@ def check_inputs(specs: Iterable[InputSpec], fmt: str | None = None) -> None:
         if fmt is None:
             for path in files:
                 detect_format(path)
+
+
+def plan_tasks(specs: Iterable[InputSpec], config: ReaderConfig) -> list[dict[str, object]]:
+    """The tasks of a run: every matched file once, sorted by path (so the order of the inputs on the
+    command line never matters), numbered; with `limit`, only the files holding the first `limit` documents
+    in that order, the last one cut at the right record."""
+    files: dict[str, tuple[int, str | None, str]] = {}
+    for spec in specs:
+        for path, size in match_file_sizes(spec.pattern):
+            if path in files and files[path][2] != spec.pattern:
+                raise ConfigError(f"{path} is matched by two inputs ({files[path][2]!r} and {spec.pattern!r})")
+            files[path] = (size, spec.source, spec.pattern)
+    tasks: list[dict[str, object]] = []
+    remaining = config.limit
+    for path in sorted(files):
+        size, source, _ = files[path]
+        task: dict[str, object] = {"index": len(tasks), "path": path, "source": source, "size": size}
+        if remaining is not None:
+            if remaining <= 0:
+                break
+            task["limit"] = min(remaining, _count_documents(path, config, remaining))
+            remaining -= task["limit"]  # type: ignore[operator]
+        tasks.append(task)
+    return tasks
+
+
+def _count_documents(path: str, config: ReaderConfig, at_most: int) -> int:
+    count = 0
+    for record in iter_records(path, config):
+        if isinstance(record, Document | Oversized):
+            count += 1
+            if count >= at_most:
+                break
+    return count
 
 
 def iter_records(path: str, config: ReaderConfig) -> Iterator[Record]:
@@ -114,82 +149,3 @@ def iter_documents_from(inputs: Iterable[str], fmt: str | None = None, **options
 def _log_counts(counts: dict[str, int]) -> None:
     if counts:
         LOG.warning("records not read as documents: %s", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-
-
-class _ExpandPattern(beam.DoFn):
-    def process(self, spec: InputSpec) -> Iterator[tuple[str, str | None]]:
-        files = match_files(spec.pattern)
-        if not files:
-            Metrics.counter(METRICS_NAMESPACE, "skipped.empty_input_pattern").inc()
-            LOG.error("input %r matches no file", spec.pattern)
-        for path in files:
-            yield path, spec.source
-
-
-class _ReadFile(beam.DoFn):
-    """Parse one file into ((path, index), Document | Rejection), counting skips and repairs."""
-
-    def __init__(self, config: ReaderConfig):
-        self._config = config
-
-    def process(self, item: tuple[str, str | None]) -> Iterator[tuple[tuple[str, int], Document | Rejection]]:
-        path, source = item
-        config = replace(self._config, source=source or self._config.source)
-        Metrics.counter(METRICS_NAMESPACE, "files").inc()
-        index = 0
-        for record in iter_records(path, config):
-            if isinstance(record, Skip):
-                Metrics.counter(METRICS_NAMESPACE, f"skipped.{record.reason}").inc()
-                LOG.warning("skipped %s: %s", record.reason, record.detail)
-                continue
-            if isinstance(record, Repaired):
-                Metrics.counter(METRICS_NAMESPACE, f"repaired.{record.reason}").inc()
-                continue
-            out = truncated_rejection(record) if isinstance(record, Oversized) else record
-            yield (path, index), out
-            index += 1
-            if config.limit is not None and index >= config.limit:
-                return
-
-
-def _count_read(item: Document | Rejection) -> Document | Rejection:
-    Metrics.counter(METRICS_NAMESPACE, "read").inc()
-    if isinstance(item, Rejection):
-        count_drop(item.reason)
-    return item
-
-
-class ReadDocuments(beam.PTransform):
-    """Inputs -> {"kept": Documents, "rejected": Rejections (oversized)}; counts `read`, skips, repairs.
-
-    `spread_files` reshuffles the matched file names so that a glob's files spread over a distributed
-    runner's workers instead of staying fused on the one that matched them. The local runner splits its
-    input between worker processes by itself and runs the stage after a reshuffle in one process, so
-    `prepare` turns it off there.
-
-    With `limit`, the first `limit` documents in (path, position) order are read: deterministic whatever
-    the runner, at the cost of gathering at most `limit` documents in one place.
-    """
-
-    def __init__(self, inputs: Iterable[str], config: ReaderConfig, spread_files: bool = True):
-        super().__init__()
-        self._specs = [parse_input(spec) for spec in inputs]
-        if not self._specs:
-            raise ConfigError("no input given")
-        self._config = config
-        self._spread_files = spread_files
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        files = pbegin | "Inputs" >> beam.Create(self._specs) | "MatchFiles" >> beam.ParDo(_ExpandPattern())
-        if self._spread_files:
-            files = files | "SpreadFiles" >> beam.Reshuffle()
-        keyed = files | "ReadFiles" >> beam.ParDo(_ReadFile(self._config))
-        if self._config.limit is not None:
-            keyed = (
-                keyed
-                | "FirstN" >> beam.combiners.Top.Smallest(self._config.limit, key=lambda kv: kv[0])
-                | "Unpack" >> beam.FlatMap(lambda items: items)
-            )
-        items = keyed | "Values" >> beam.Values() | "CountRead" >> beam.Map(_count_read)
-        kept, rejected = items | "SplitOversized" >> beam.Partition(lambda item, _: int(isinstance(item, Rejection)), 2)
-        return {"kept": kept, "rejected": rejected}

@@ -83,12 +83,19 @@ def pipeline_options(args: argparse.Namespace) -> tuple[PipelineOptions, beam.ru
 
 
 def run_pipeline(
-    build: Callable[[beam.Pipeline], None], options: PipelineOptions, runner: beam.runners.PipelineRunner | str
+    build: Callable[[beam.Pipeline], None],
+    options: PipelineOptions,
+    runner: beam.runners.PipelineRunner | str,
+    on_start: Callable[[beam.runners.runner.PipelineResult], None] | None = None,
 ) -> beam.runners.runner.PipelineResult:
-    """Build and run a pipeline, returning its result (metrics live there, so no `with` block)."""
+    """Build and run a pipeline, returning its result (metrics live there, so no `with` block).
+    `on_start` sees the result of a job that runs remotely before it is waited for (e.g. to print where
+    to watch it)."""
     pipeline = beam.Pipeline(runner=runner, options=options)
     build(pipeline)
     result = pipeline.run()
+    if on_start is not None:
+        on_start(result)
     result.wait_until_finish()
     return result
 

@@ -9,14 +9,14 @@ Layout of a prepared directory (local path, gs:// or s3://)::
 
 A shard is first written under a temporary name in the same folder and renamed when complete, so a
 reader never sees a partial shard; the manifest is written last, so a directory without one is an
-unfinished (or failed) run.
+unfinished (or failed) run. Readers take the shard list from the manifest and read record batch by
+record batch, so memory stays at one batch whatever the size of the output.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -24,6 +24,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from filters.document import DOCUMENT_SCHEMA, Document
+from pipelines.arrow_files import AtomicArrowWriter, exists, iter_batches, join, read_bytes, read_table, write_bytes
 
 MANIFEST_NAME = "manifest.json"
 DOCUMENTS_DIR = "documents"
@@ -36,87 +37,53 @@ def shard_name(index: int, count: int) -> str:
     return f"part-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
 
 
-def join(*parts: str) -> str:
-    """Join path parts for local paths and URLs (gs://, s3://) alike."""
-    return FileSystems.join(*parts) if "://" in parts[0] else posixpath.join(*parts)
-
-
 def write_shard(rows: Iterable[dict[str, Any]], path: str, schema: pa.Schema, compression: str | None = "zstd") -> int:
     """Write rows to an Arrow IPC file at `path` atomically; returns the number of bytes written."""
-    directory, name = posixpath.split(path) if "://" not in path else path.rsplit("/", 1)
-    tmp = join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
-    if not FileSystems.exists(directory):
-        FileSystems.mkdirs(directory)
-    options = pa.ipc.IpcWriteOptions(compression=compression)
-    with FileSystems.create(tmp) as raw:
-        sink = pa.PythonFile(raw, mode="w")
-        with pa.ipc.new_file(sink, schema, options=options) as writer:
-            batch: list[dict[str, Any]] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= BATCH_ROWS:
-                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-                    batch = []
-            if batch:
-                writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-    size = FileSystems.match([tmp])[0].metadata_list[0].size_in_bytes
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
-    return size
+    with AtomicArrowWriter(path, schema, compression, BATCH_ROWS) as writer:
+        writer.write_rows(list(rows))
+    return writer.bytes
 
 
 def read_shard(path: str) -> pa.Table:
-    """Read one shard (memory-mapped when local)."""
-    if "://" not in path:
-        return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
-    with FileSystems.open(path) as f:
-        return pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
+    """Read one whole shard (memory-mapped when local); streaming readers use `iter_batches`."""
+    return read_table(path)
 
 
 def read_manifest(directory: str) -> dict[str, Any]:
     path = join(directory, MANIFEST_NAME)
-    if not FileSystems.exists(path):
+    if not exists(path):
         raise FileNotFoundError(
             f"{directory} has no {MANIFEST_NAME}: not a prepared directory, or the run did not finish"
         )
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
+    return json.loads(read_bytes(path).decode("utf-8"))
 
 
 def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
-    path = join(directory, MANIFEST_NAME)
-    tmp = join(directory, f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}")
-    with FileSystems.create(tmp) as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8"))
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
+    write_bytes(join(directory, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
 
 
 def shard_paths(directory: str, kind: str = DOCUMENTS_DIR) -> list[str]:
-    """The finished shards of one kind (`documents` or `rejected`, including per-language sub-folders
-    when the output was split), sorted by path."""
+    """The shards of one kind (`documents` or `rejected`, per-language sub-folders included), sorted by path:
+    the manifest's list when there is one, else the finished shard files found in the folder."""
+    if exists(join(directory, MANIFEST_NAME)):
+        entry = read_manifest(directory).get(kind) or {}
+        return sorted(join(directory, shard["path"]) for shard in entry.get("shards", []))
     pattern = join(directory, kind, f"**part-*{SHARD_SUFFIX}")
     matches = FileSystems.match([pattern])[0].metadata_list
     return sorted(m.path for m in matches if not posixpath.basename(m.path).startswith("."))
 
 
 def iter_documents(directory: str, kind: str = DOCUMENTS_DIR, columns: list[str] | None = None) -> Iterator[Document]:
-    """Every document of a prepared directory, shard by shard."""
-    for path in shard_paths(directory, kind):
-        table = read_shard(path)
-        if columns is not None:
-            table = table.select(columns)
-        for batch in table.to_batches():
-            for row in batch.to_pylist():
-                yield Document.from_row(row)
+    """Every document of a prepared directory, record batch by record batch."""
+    for batch in iter_texts(shard_paths(directory, kind), columns=columns):
+        for row in batch.to_pylist():
+            yield Document.from_row(row)
 
 
-def iter_texts(paths: Iterable[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Record batches of shards, for consumers (tokenizer training, stats) that want columns, not objects."""
+def iter_texts(paths: Iterable[str], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of shards, one at a time, for consumers (tokenizer training, stats) that want columns."""
     for path in paths:
-        yield from read_shard(path).to_batches(max_chunksize=batch_rows)
+        yield from iter_batches(path, columns)
 
 
 __all__ = [

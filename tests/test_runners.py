@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipelines.config import load_prepare_config
+from pipelines.exchange import ShuffleExchange
 from pipelines.prepare import build_prepare
 from pipelines.shards import read_manifest
 from tests.conftest import REPO, WEB
@@ -53,11 +54,13 @@ def test_dataflow_job_builds_offline_with_dry_run(monkeypatch):
     )
     pipeline = beam.Pipeline(options=options)
     config = load_prepare_config(None)
-    build_prepare(pipeline, ["gs://my-bucket/cc/*.warc.wet.gz"], "gs://my-bucket/out", config, True, "test")
+    build_prepare(pipeline, "gs://my-bucket/out", config, True, ShuffleExchange())
     job = pipeline.run().job
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    expected = ["Read/ReadFiles", "WriteDocuments/WriteShard", "WriteRejected/WriteShard", "Stages[normalize]"]
-    expected += ["Stages[langid,gopher_repetition,gopher_quality,c4]", "exact_dedup", "line_dedup", "minhash_dedup"]
+    # one phase per run of per-document stages, each dedup stage's keys through a GroupByKey, then the shards
+    expected = ["ReadTasks", "p0/Run", "p1/Run", "p2/Run", "p3/Run", "Compose/Write", "Summary/Save"]
+    expected += ["g1-exact_dedup/Shuffle", "g2-line_dedup/Shuffle", "g3-minhash_dedup/Shuffle"]
+    expected += ["g3-minhash_dedup/Components", "g3-minhash_dedup-survivors/Shuffle", "p3/Shuffle"]
     for name in expected:
         assert name in names
     staged = {}

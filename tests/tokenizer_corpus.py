@@ -34,9 +34,10 @@ def documents() -> list[Document]:
 
 def write_prepared(directory: Path, docs: list[Document], shards: int = 2) -> Path:
     """A prepared directory as `llamaprep prepare` lays it out: documents/part-*.arrow and manifest.json."""
+    entries = []
     for i in range(shards):
-        write_shard(
-            (d.to_row() for d in docs[i::shards]), str(directory / "documents" / shard_name(i, shards)), DOCUMENT_SCHEMA
-        )
-    write_manifest(str(directory), {"kind": "documents", "documents": len(docs)})
+        relative = f"documents/{shard_name(i, shards)}"
+        size = write_shard((d.to_row() for d in docs[i::shards]), str(directory / relative), DOCUMENT_SCHEMA)
+        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": size})
+    write_manifest(str(directory), {"kind": "documents", "documents": {"shards": entries, "documents": len(docs)}})
     return directory

@@ -1,0 +1,257 @@
+"""Arrow IPC files on any Beam FileSystem (local, gs://, s3://), written atomically and read in batches.
+
+Every file `prepare` writes (intermediate documents, key tables, decisions, final shards) goes through
+`AtomicArrowWriter`: rows stream into a temporary name in the target folder, and only a complete file is
+renamed to its final name, so a killed run never leaves a file a reader would take as finished. Local
+files are read through a memory map (a record batch is a zero-copy view); remote ones through a seekable
+Beam file, so reading one batch or a slice does not download the whole file.
+
+Routed files hold the key tables corpus-level stages exchange: each record batch is sorted by its uint64
+`route` column, so the rows of a route range are a binary search away in every batch.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from filters.key_tables import ROUTE
+
+HISTOGRAM_BITS = 8  # routed files record how many rows fall in each of 256 slices of the route space
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def join(*parts: str) -> str:
+    """Join path parts for local paths and URLs (gs://, s3://) alike."""
+    return FileSystems.join(*parts) if not is_local(parts[0]) else posixpath.join(*parts)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    return posixpath.split(path) if is_local(path) else tuple(path.rsplit("/", 1))  # type: ignore[return-value]
+
+
+def ensure_dir(directory: str) -> None:
+    if is_local(directory):
+        os.makedirs(directory, exist_ok=True)
+    elif not FileSystems.exists(directory):
+        FileSystems.mkdirs(directory)
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path) if is_local(path) else FileSystems.exists(path)
+
+
+def file_size(path: str) -> int:
+    if is_local(path):
+        return os.path.getsize(path)
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def replace(tmp: str, path: str) -> None:
+    """Move a finished temporary file to its final name (atomic on local disks)."""
+    if is_local(path):
+        os.replace(tmp, path)
+        return
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def delete(paths: Sequence[str]) -> None:
+    local = [p for p in paths if is_local(p)]
+    for path in local:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    remote = [p for p in paths if not is_local(p) and FileSystems.exists(p)]
+    if remote:
+        FileSystems.delete(remote)
+
+
+def temporary_name(path: str) -> str:
+    directory, name = split_path(path)
+    return join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a small file atomically (temporary name, then rename)."""
+    directory, _ = split_path(path)
+    ensure_dir(directory)
+    tmp = temporary_name(path)
+    with _create(tmp) as f:
+        f.write(data)
+    replace(tmp, path)
+
+
+def read_bytes(path: str) -> bytes:
+    if is_local(path):
+        with open(path, "rb") as f:
+            return f.read()
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+def _create(path: str) -> Any:
+    if is_local(path):
+        return open(path, "wb")
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class AtomicArrowWriter:
+    """Stream record batches into an Arrow IPC file that appears under `path` only when complete.
+
+    `rows` rebatches what it is given into batches of exactly `batch_rows` rows (the last may be shorter),
+    so the file's bytes depend on its rows only, never on how they arrived."""
+
+    def __init__(
+        self, path: str, schema: pa.Schema, compression: str | None = None, batch_rows: int | None = 1024
+    ) -> None:
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+        self.bytes = 0
+        self.text_bytes = 0
+        self._has_text = "text" in schema.names
+        self._batch_rows = batch_rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        directory, _ = split_path(path)
+        ensure_dir(directory)
+        self._tmp = temporary_name(path)
+        self._raw = _create(self._tmp)
+        self._sink = pa.PythonFile(self._raw, mode="w") if not is_local(path) else self._raw
+        self._writer = pa.ipc.new_file(self._sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append rows (rebatched to `batch_rows`; written as they come when `batch_rows` is None)."""
+        if table.num_rows == 0:
+            return
+        if self._has_text:
+            self.text_bytes += int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0)
+        if self._batch_rows is None:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self._batch_rows:
+            self._flush(self._batch_rows)
+
+    def _flush(self, count: int) -> None:
+        pending = pa.concat_tables(self._pending).combine_chunks() if len(self._pending) > 1 else self._pending[0]
+        head, rest = pending.slice(0, count), pending.slice(count)
+        for batch in head.combine_chunks().to_batches(max_chunksize=count):
+            self._writer.write_batch(batch)
+        self.rows += head.num_rows
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> int:
+        """Finish the file and give it its final name; returns its size in bytes."""
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        self._writer.close()
+        if self._sink is not self._raw:
+            self._sink.close()
+        self._raw.close()
+        self.bytes = file_size(self._tmp)
+        replace(self._tmp, self.path)
+        return self.bytes
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+            self._raw.close()
+        finally:
+            delete([self._tmp])
+
+    def __enter__(self) -> AtomicArrowWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_arrow(path: str) -> pa.ipc.RecordBatchFileReader:
+    """A reader over an Arrow IPC file: memory-mapped when local, seekable and lazy when remote."""
+    if is_local(path):
+        return pa.ipc.open_file(pa.memory_map(path, "r"))
+    return pa.ipc.open_file(pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)))
+
+
+def iter_batches(path: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a file, one at a time (never the whole file in memory)."""
+    reader = open_arrow(path)
+    for index in range(reader.num_record_batches):
+        batch = reader.get_batch(index)
+        yield batch.select(list(columns)) if columns is not None else batch
+
+
+def read_table(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    reader = open_arrow(path)
+    table = reader.read_all()
+    return table.select(list(columns)) if columns is not None else table
+
+
+def write_table(path: str, table: pa.Table, compression: str | None = None) -> int:
+    with AtomicArrowWriter(path, table.schema, compression, batch_rows=None) as writer:
+        writer.write_table(table)
+    return writer.bytes
+
+
+def route_histogram(routes: np.ndarray) -> list[int]:
+    """Rows per slice of the route space (its top HISTOGRAM_BITS bits)."""
+    top = (routes >> np.uint64(64 - HISTOGRAM_BITS)).astype(np.int64)
+    return np.bincount(top, minlength=1 << HISTOGRAM_BITS).tolist()
+
+
+def write_routed(path: str, table: pa.Table) -> dict[str, Any]:
+    """Write a key table sorted by `route` (one record batch) and describe it for the exchange."""
+    routes = table.column(ROUTE).to_numpy()
+    order = np.argsort(routes, kind="stable")
+    table = table.take(pa.array(order)).combine_chunks()
+    size = write_table(path, table)
+    return {
+        "path": path,
+        "rows": table.num_rows,
+        "bytes": size,
+        "data_bytes": table.nbytes,
+        "histogram": route_histogram(routes[order]),
+    }
+
+
+def read_route_range(path: str, low: int, high: int | None) -> pa.Table:
+    """The rows of a routed file with low <= route < high (high None: no upper bound)."""
+    reader = open_arrow(path)
+    pieces = []
+    for index in range(reader.num_record_batches):
+        batch = reader.get_batch(index)
+        routes = batch.column(ROUTE).to_numpy()
+        start = int(np.searchsorted(routes, np.uint64(low), side="left"))
+        stop = len(routes) if high is None else int(np.searchsorted(routes, np.uint64(high), side="left"))
+        if stop > start:
+            pieces.append(pa.Table.from_batches([batch.slice(start, stop - start)]))
+    if not pieces:
+        return reader.schema.empty_table()
+    return pa.concat_tables(pieces)
