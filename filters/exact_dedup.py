@@ -9,7 +9,6 @@ rows sharing a hash form a group, and `filters.survivors` picks the group's surv
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -19,7 +18,7 @@ import xxhash
 from filters.base import ConfigError
 from filters.ccnet_normalize import normalize_text
 from filters.document import Document
-from filters.key_tables import ROUTE, columns_table, group_starts, table_refs
+from filters.key_tables import ROUTE, ColumnBuffer, group_starts, table_refs
 from filters.survivors import choose_survivors, rank_value, represented
 
 NORMALIZATIONS: dict[str, Callable[[str], str]] = {
@@ -52,26 +51,16 @@ def text_key(text: str, normalization: str = "ccnet") -> bytes:
 class ExactKeys:
     """Collects the key rows of one task's documents."""
 
-    schema = KEY_SCHEMA
-
     def __init__(self, normalization: str, keep: str) -> None:
         self._normalization = normalization
         self._keep = keep
-        self._hi, self._lo, self._rows = array("Q"), array("Q"), array("I")
-        self._ranks, self._represented = array("d"), array("i")
-        self._ids: list[str] = []
+        self.keys = ColumnBuffer(KEY_SCHEMA)
+        self.nodes = None
 
     def add(self, doc: Document, row: int) -> None:
         key = text_key(doc.text, self._normalization)
-        self._hi.append(int.from_bytes(key[:8], "big"))
-        self._lo.append(int.from_bytes(key[8:], "big"))
-        self._rows.append(row)
-        self._ranks.append(rank_value(doc, self._keep))
-        self._ids.append(doc.id)
-        self._represented.append(represented(doc))
-
-    def table(self) -> pa.Table:
-        return columns_table(KEY_SCHEMA, [self._hi, self._lo, self._rows, self._ranks, self._ids, self._represented])
+        hi, lo = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:], "big")
+        self.keys.append(hi, lo, row, rank_value(doc, self._keep), doc.id, represented(doc))
 
 
 def exact_decisions(keys: pa.Table) -> pa.Table:

@@ -49,14 +49,50 @@ def group_starts(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(changed)
 
 
-def columns_table(schema: pa.Schema, columns: Sequence[array | list]) -> pa.Table:
-    """A table of `schema` from `array` (numeric) or list (string, binary) columns, in schema order."""
-    arrays = []
-    for column, field in zip(columns, schema, strict=True):
-        if isinstance(column, array):
-            column = np.frombuffer(column, dtype=np.dtype(column.typecode)) if len(column) else []
-        arrays.append(pa.array(column, type=field.type))
-    return pa.table(arrays, schema=schema)
+_TYPECODES = {pa.uint64(): "Q", pa.uint32(): "I", pa.int32(): "i", pa.float64(): "d"}
+
+
+class ColumnBuffer:
+    """Rows of one schema kept column by column in compact `array`s (strings and bytes in lists), handed over
+    as an Arrow table by `take`, which starts afresh: a caller writes a task's keys as runs of bounded size."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._row_bytes = sum(field.type.bit_width // 8 for field in schema if field.type in _TYPECODES)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._columns: list[array | list] = [
+            array(_TYPECODES[field.type]) if field.type in _TYPECODES else [] for field in self.schema
+        ]
+        self.rows = 0
+        self.nbytes = 0
+
+    def append(self, *values: object) -> None:
+        for column, value in zip(self._columns, values, strict=True):
+            column.append(value)
+            if isinstance(value, str | bytes):
+                self.nbytes += len(value)
+        self.rows += 1
+        self.nbytes += self._row_bytes
+
+    def extend(self, *columns: Sequence[object]) -> None:
+        """Append several rows given column-wise (numeric columns only, or strings of equal count)."""
+        for column, values in zip(self._columns, columns, strict=True):
+            column.extend(values)
+        added = len(columns[0])
+        self.rows += added
+        self.nbytes += added * self._row_bytes
+
+    def take(self) -> pa.Table:
+        arrays = []
+        for column, field in zip(self._columns, self.schema, strict=True):
+            if isinstance(column, array):
+                column = np.frombuffer(column, dtype=np.dtype(column.typecode)) if len(column) else []
+            arrays.append(pa.array(column, type=field.type))
+        table = pa.table(arrays, schema=self.schema)
+        self._reset()
+        return table
 
 
 def scatter(values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ removed. A key row is 16 bytes (hash, row, line number), whatever the line's len
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -21,7 +20,7 @@ import xxhash
 
 from filters.ccnet_normalize import normalize_line
 from filters.document import Document
-from filters.key_tables import ROUTE, TASK, columns_table, group_starts, make_ref
+from filters.key_tables import ROUTE, TASK, ColumnBuffer, group_starts, make_ref
 
 KEY_SCHEMA = pa.schema([pa.field(ROUTE, pa.uint64()), pa.field("row", pa.uint32()), pa.field("line", pa.uint32())])
 REMOVAL_SCHEMA = pa.schema([pa.field(ROUTE, pa.uint64()), pa.field("line", pa.uint32())])
@@ -38,19 +37,16 @@ def line_hashes(text: str) -> Iterator[tuple[int, int]]:
 class LineKeys:
     """Collects the line key rows of one task's documents."""
 
-    schema = KEY_SCHEMA
-
     def __init__(self) -> None:
-        self._hashes, self._rows, self._lines = array("Q"), array("I"), array("I")
+        self.keys = ColumnBuffer(KEY_SCHEMA)
+        self.nodes = None
 
     def add(self, doc: Document, row: int) -> None:
+        numbers, hashes = [], []
         for number, line_hash in line_hashes(doc.text):
-            self._hashes.append(line_hash)
-            self._rows.append(row)
-            self._lines.append(number)
-
-    def table(self) -> pa.Table:
-        return columns_table(KEY_SCHEMA, [self._hashes, self._rows, self._lines])
+            numbers.append(number)
+            hashes.append(line_hash)
+        self.keys.extend(hashes, [row] * len(numbers), numbers)
 
 
 def line_removals(keys: pa.Table) -> pa.Table:

@@ -14,7 +14,6 @@ scipy's `connected_components` (compiled code, linear in the edges), labelled by
 from __future__ import annotations
 
 import itertools
-from array import array
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from filters.document import Document
-from filters.key_tables import ROUTE, columns_table, group_starts, table_refs
+from filters.key_tables import ROUTE, ColumnBuffer, group_starts, table_refs
 from filters.minhash import MinHasher
 from filters.survivors import rank_value, represented
 
@@ -44,40 +43,25 @@ def band_hashes(hasher: MinHasher, sig: np.ndarray) -> list[int]:
 
 
 class NearDuplicateKeys:
-    """Collects the band key rows and row-aligned node rows of one task's documents."""
+    """Collects the band key rows and the row-aligned node rows of one task's documents."""
 
     def __init__(self, hasher: MinHasher, keep: str, verify: bool) -> None:
         self._hasher = hasher
         self._keep = keep
-        self._nodes_schema = node_schema(4 * hasher.num_perm if verify else None)
-        self._keys, self._rows = array("Q"), array("I")
-        self._ids: list[str] = []
-        self._ranks, self._represented = array("d"), array("i")
-        self._signatures: list[bytes | None] = []
+        self._verify = verify
+        self.keys = ColumnBuffer(KEY_SCHEMA)
+        self.nodes = ColumnBuffer(node_schema(4 * hasher.num_perm if verify else None))
         self.no_shingles = 0
 
     def add(self, doc: Document, row: int) -> None:
         sig = self._hasher.signature(doc.text)
-        self._ids.append(doc.id)
-        self._ranks.append(rank_value(doc, self._keep))
-        self._represented.append(represented(doc))
+        signature = (None if sig is None else sig.tobytes(),) if self._verify else ()
+        self.nodes.append(doc.id, rank_value(doc, self._keep), represented(doc), *signature)
         if sig is None:
             self.no_shingles += 1
-            self._signatures.append(None)
             return
-        self._signatures.append(sig.tobytes())
-        for key in band_hashes(self._hasher, sig):
-            self._keys.append(key)
-            self._rows.append(row)
-
-    def table(self) -> pa.Table:
-        return columns_table(KEY_SCHEMA, [self._keys, self._rows])
-
-    def nodes(self) -> pa.Table:
-        columns: list = [self._ids, self._ranks, self._represented]
-        if "signature" in self._nodes_schema.names:
-            columns.append(self._signatures)
-        return columns_table(self._nodes_schema, columns)
+        bands = band_hashes(self._hasher, sig)
+        self.keys.extend(bands, [row] * len(bands))
 
 
 def _pairs_of_small_groups(refs: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -220,25 +220,51 @@ def write_table(path: str, table: pa.Table, compression: str | None = None) -> i
     return writer.bytes
 
 
-def route_histogram(routes: np.ndarray) -> list[int]:
+def route_histogram(routes: np.ndarray) -> np.ndarray:
     """Rows per slice of the route space (its top HISTOGRAM_BITS bits)."""
     top = (routes >> np.uint64(64 - HISTOGRAM_BITS)).astype(np.int64)
-    return np.bincount(top, minlength=1 << HISTOGRAM_BITS).tolist()
+    return np.bincount(top, minlength=1 << HISTOGRAM_BITS)
+
+
+class RoutedWriter:
+    """A key file written as sorted runs: each `write_run` sorts its rows by `route` and appends them as one
+    record batch, so a task never holds more than one run of keys in memory. Readers binary-search every
+    batch (`read_route_range`)."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self._writer = AtomicArrowWriter(path, schema, None, batch_rows=None)
+        self._histogram = np.zeros(1 << HISTOGRAM_BITS, dtype=np.int64)
+        self.data_bytes = 0
+
+    def write_run(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        routes = table.column(ROUTE).to_numpy()
+        order = np.argsort(routes, kind="stable")
+        self._writer.write_table(table.take(pa.array(order)).combine_chunks())
+        self._histogram += route_histogram(routes)
+        self.data_bytes += table.nbytes
+
+    def close(self) -> dict[str, Any]:
+        """Finish the file; its description for the exchange."""
+        size = self._writer.close()
+        return {
+            "path": self._writer.path,
+            "rows": self._writer.rows,
+            "bytes": size,
+            "data_bytes": self.data_bytes,
+            "histogram": self._histogram.tolist(),
+        }
+
+    def abort(self) -> None:
+        self._writer.abort()
 
 
 def write_routed(path: str, table: pa.Table) -> dict[str, Any]:
-    """Write a key table sorted by `route` (one record batch) and describe it for the exchange."""
-    routes = table.column(ROUTE).to_numpy()
-    order = np.argsort(routes, kind="stable")
-    table = table.take(pa.array(order)).combine_chunks()
-    size = write_table(path, table)
-    return {
-        "path": path,
-        "rows": table.num_rows,
-        "bytes": size,
-        "data_bytes": table.nbytes,
-        "histogram": route_histogram(routes[order]),
-    }
+    """Write a key table as one sorted run and describe it for the exchange."""
+    writer = RoutedWriter(path, table.schema)
+    writer.write_run(table)
+    return writer.close()
 
 
 def read_route_range(path: str, low: int, high: int | None) -> pa.Table:

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from filters.key_tables import ROUTE, TASK
-from pipelines.arrow_files import HISTOGRAM_BITS, read_route_range, read_table
+from pipelines.arrow_files import HISTOGRAM_BITS, iter_batches, read_route_range, read_table
 
 Info = dict[str, Any]
 SLICES = 1 << HISTOGRAM_BITS
@@ -211,12 +211,15 @@ class _SplitByBucket(beam.DoFn):
     def process(self, info: Info) -> Iterator[tuple[int, tuple[int | None, bytes]]]:
         if not info.get("rows"):
             return
-        table = read_table(info["path"])
-        buckets = (table.column(ROUTE).to_numpy() >> np.uint64(64 - self._bits)).astype(np.int64)
-        bounds = np.searchsorted(buckets, np.arange((1 << self._bits) + 1))
-        for bucket in np.flatnonzero(np.diff(bounds)):
-            chunk = table.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
-            yield int(bucket), (info.get("task"), _ipc(chunk))  # the task travels once per chunk, not per row
+        pieces: dict[int, list[pa.Table]] = {}
+        for batch in iter_batches(info["path"]):  # one sorted run per batch
+            buckets = (batch.column(ROUTE).to_numpy() >> np.uint64(64 - self._bits)).astype(np.int64)
+            bounds = np.searchsorted(buckets, np.arange((1 << self._bits) + 1))
+            for bucket in np.flatnonzero(np.diff(bounds)):
+                rows = batch.slice(bounds[bucket], bounds[bucket + 1] - bounds[bucket])
+                pieces.setdefault(int(bucket), []).append(pa.Table.from_batches([rows]))
+        for bucket, tables in sorted(pieces.items()):
+            yield bucket, (info.get("task"), _ipc(pa.concat_tables(tables)))  # the task travels once per chunk
 
 
 class _SplitByTask(beam.DoFn):

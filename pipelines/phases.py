@@ -27,19 +27,22 @@ import pyarrow as pa
 from filters.base import run_stages
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, Document, Rejection
 from filters.langid import language_partition_key
-from pipelines.arrow_files import AtomicArrowWriter, iter_batches, write_routed, write_table
+from filters.registry import load_entry
+from pipelines.arrow_files import AtomicArrowWriter, RoutedWriter, iter_batches
 from pipelines.config import PrepareConfig
 from pipelines.dedup import GlobalStage
 from pipelines.exchange import Info
 from pipelines.formats import Oversized, Repaired, Skip
 from pipelines.readers import iter_records, truncated_rejection
-from pipelines.stages import GLOBAL_STAGES, build_stages, load_entry
+from pipelines.stages import GLOBAL_STAGES, build_stages
 from pipelines.workdir import UnitRunner, unit_of_task
 
 LOG = logging.getLogger(__name__)
 STAGE_BATCH = 256  # documents per call of the per-document stages (fastText is much faster on lists)
 INTERMEDIATE_COMPRESSION = "lz4"  # between phases: fast to write and read back
 LOGGED_SKIPS = 3  # per task, the first skipped records are logged; all are counted
+KEY_RUN_BYTES = 64 << 20  # a task writes its dedup keys in sorted runs of about this size
+NODE_BATCH_ROWS = 65536
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,19 @@ class _Counts:
 class _Outputs:
     """The files one phase of one task writes (created on first use, renamed into place on close)."""
 
-    def __init__(self, runner: PhaseRunner, name: str) -> None:
+    def __init__(self, runner: PhaseRunner, name: str, keys: Any) -> None:
         self._runner = runner
         self._name = name
         self._documents: dict[str, AtomicArrowWriter] = {}
         self._rejected: AtomicArrowWriter | None = None
         self.kept = 0
+        self.keys = keys  # the next dedup stage's key builder (None in the last phase)
+        self._key_writer = RoutedWriter(self._path("keys"), keys.keys.schema) if keys else None
+        self._node_writer = (
+            AtomicArrowWriter(self._path("nodes"), keys.nodes.schema, None, batch_rows=None)
+            if keys is not None and keys.nodes is not None
+            else None
+        )
 
     def _path(self, kind: str) -> str:
         return self._runner.workdir.file(self._runner.step, kind, self._name)
@@ -149,6 +159,22 @@ class _Outputs:
             rows.append(row)
         self._rejected.write_rows(rows)
 
+    def flush_keys(self, everything: bool = False) -> None:
+        """Write the collected keys as a sorted run once they reach KEY_RUN_BYTES (a task's key state in
+        memory stays bounded however large its file), and node rows in batches."""
+        if self._key_writer is not None and (everything or self.keys.keys.nbytes >= KEY_RUN_BYTES):
+            self._key_writer.write_run(self.keys.keys.take())
+        if self._node_writer is not None and (everything or self.keys.nodes.rows >= NODE_BATCH_ROWS):
+            self._node_writer.write_table(self.keys.nodes.take())
+
+    def close_keys(self) -> Info | None:
+        if self._key_writer is None:
+            return None
+        self.flush_keys(everything=True)
+        if self._node_writer is not None:
+            self._node_writer.close()
+        return self._key_writer.close()
+
     def close(self) -> tuple[dict[str, Info], Info | None]:
         documents = {}
         for partition, writer in sorted(self._documents.items()):
@@ -165,7 +191,7 @@ class _Outputs:
         return documents, rejected
 
     def abort(self) -> None:
-        for writer in [*self._documents.values(), self._rejected]:
+        for writer in [*self._documents.values(), self._rejected, self._key_writer, self._node_writer]:
             if writer is not None:
                 writer.abort()
 
@@ -195,14 +221,14 @@ class PhaseRunner(UnitRunner):
 
     def work(self, task: Info, name: str, decisions: pa.Table | None) -> list[Info]:
         counts = _Counts()
-        outputs = _Outputs(self, name)
-        keys = self._keys_for.key_builder() if self._keys_for else None
+        outputs = _Outputs(self, name, self._keys_for.key_builder() if self._keys_for else None)
         applier = self._applies.applier(decisions) if self._applies else None
         try:
             items = self._read_input(task, counts) if self.phase.index == 0 else self._read_previous(task)
             for batch in _batched(items, STAGE_BATCH):
-                self._process(batch, applier, outputs, keys, counts)
+                self._process(batch, applier, outputs, counts)
             documents, rejected = outputs.close()
+            keys = outputs.close_keys()
         except BaseException:
             outputs.abort()
             raise
@@ -217,13 +243,13 @@ class PhaseRunner(UnitRunner):
             info["documents"] = documents.get("")
         info["rejected"] = rejected
         if keys is not None:
-            info["keys"] = self._write_keys(task, name, keys, counts)
-        info["metrics"] = dict(counts.metrics)
+            info["keys"] = {**keys, "task": task["index"]}
+            counts.metrics[f"exchange_bytes.{self.phase.keys_for}"] += keys["data_bytes"]  # what enters the exchange
+            counts.metrics["minhash_dedup.no_shingles"] += getattr(outputs.keys, "no_shingles", 0)
+        info["metrics"] = {k: v for k, v in counts.metrics.items() if v}
         return [info]
 
-    def _process(
-        self, batch: list[tuple[int, Any]], applier: Any, outputs: _Outputs, keys: Any, counts: _Counts
-    ) -> None:
+    def _process(self, batch: list[tuple[int, Any]], applier: Any, outputs: _Outputs, counts: _Counts) -> None:
         rejected: list[Rejection] = []
         docs: list[Document] = []
         for row, item in batch:
@@ -235,9 +261,10 @@ class PhaseRunner(UnitRunner):
         kept, dropped = run_stages(self._stages, docs)
         rejected.extend(dropped)
         first = outputs.documents(kept)
-        if keys is not None:
+        if outputs.keys is not None:
             for offset, doc in enumerate(kept):
-                keys.add(doc, first + offset)
+                outputs.keys.add(doc, first + offset)
+            outputs.flush_keys()
         counts.dropped.update(r.reason for r in rejected)
         if self.context.keep_rejected:
             outputs.rejected(rejected)
@@ -281,16 +308,6 @@ class PhaseRunner(UnitRunner):
             for values in batch.to_pylist():
                 yield row, Document.from_row(values)
                 row += 1
-
-    def _write_keys(self, task: Info, name: str, keys: Any, counts: _Counts) -> Info:
-        info = write_routed(self.workdir.file(self.step, "keys", name), keys.table())
-        info["task"] = task["index"]
-        counts.metrics[f"exchange_bytes.{self.phase.keys_for}"] += info["data_bytes"]  # what enters the exchange
-        nodes = getattr(keys, "nodes", None)
-        if nodes is not None:
-            write_table(self.workdir.file(self.step, "nodes", name), nodes())
-            counts.metrics["minhash_dedup.no_shingles"] += keys.no_shingles
-        return info
 
 
 def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -27,8 +27,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from filters.base import ConfigError
+from pipelines.arrow_files import open_arrow
+from pipelines.exchange import Spread
 from pipelines.runners import METRICS_NAMESPACE, add_runner_arguments, counters, pipeline_options, run_pipeline
-from pipelines.shards import MANIFEST_NAME, join, read_manifest, read_shard, shard_paths, write_manifest
+from pipelines.shards import MANIFEST_NAME, join, read_manifest, shard_paths, write_manifest
 from tokenizer.split import SPLIT_HASH, split_of
 from tokenizer.token_shards import (
     SPLITS,
@@ -67,18 +69,15 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
 def plan_tasks(path_and_index: tuple[int, str], task_documents: int) -> Iterator[dict[str, Any]]:
     """Split one input shard into tasks: runs of whole record batches of about `task_documents` rows."""
     shard_index, path = path_and_index
-    if "://" in path:
-        yield {"shard": shard_index, "path": path, "first": 0, "stop": None}
-        return
-    reader = pa.ipc.open_file(pa.memory_map(path, "r"))
+    reader = open_arrow(path)
     first, rows = 0, 0
     for i in range(reader.num_record_batches):
         rows += reader.get_batch(i).num_rows
         if rows >= task_documents:
-            yield {"shard": shard_index, "path": path, "first": first, "stop": i + 1}
+            yield {"shard": shard_index, "path": path, "first": first, "stop": i + 1, "rows": rows}
             first, rows = i + 1, 0
     if first < reader.num_record_batches or reader.num_record_batches == 0:
-        yield {"shard": shard_index, "path": path, "first": first, "stop": reader.num_record_batches}
+        yield {"shard": shard_index, "path": path, "first": first, "stop": reader.num_record_batches, "rows": rows}
 
 
 class EncodeTask(beam.DoFn):
@@ -102,7 +101,7 @@ class EncodeTask(beam.DoFn):
         ids, texts, sources, languages = [], [], [], []
         skipped = 0
         for batch in self._batches(task):
-            data = batch.select(["id", "text", "source", "language"]).to_pydict()
+            data = batch.to_pydict()
             for doc_id, text, source, language in zip(
                 data["id"], data["text"], data["source"], data["language"], strict=True
             ):
@@ -129,12 +128,9 @@ class EncodeTask(beam.DoFn):
                 yield self._stage(task, split, rows)
 
     def _batches(self, task: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-        if task["stop"] is None:
-            yield from read_shard(task["path"]).to_batches()
-            return
-        reader = pa.ipc.open_file(pa.memory_map(task["path"], "r"))
+        reader = open_arrow(task["path"])
         for i in range(task["first"], task["stop"]):
-            yield reader.get_batch(i)
+            yield reader.get_batch(i).select(["id", "text", "source", "language"])
 
     def _stage(self, task: dict[str, Any], split: str, rows: dict[str, list]) -> dict[str, Any]:
         """Write a split's rows under .staging/ and describe them (counts per source and language)."""
@@ -274,7 +270,10 @@ def tokenize(
             pipeline
             | "Shards" >> beam.Create(list(enumerate(inputs)))
             | "Plan" >> beam.FlatMap(plan_tasks, task_documents)
-            | "Spread" >> beam.Reshuffle()
+            | "Order" >> beam.combiners.ToList()
+            | "LargestFirst"
+            >> beam.FlatMap(lambda tasks: sorted(tasks, key=lambda t: (-t["rows"], t["shard"], t["first"])))
+            | "Spread" >> Spread(lambda task: (task["shard"], task["first"]))
             | "Encode" >> beam.ParDo(EncodeTask(model_path, model_proto, output, val_fraction, num_threads))
             | "Collect" >> beam.combiners.ToList()
             | "Finalize" >> beam.Map(finalize, output, header)
@@ -285,10 +284,8 @@ def tokenize(
 
 
 def default_threads(args: argparse.Namespace) -> int:
-    """SentencePiece threads per worker: all cores in-process, one per worker process otherwise."""
-    if args.encode_threads:
-        return args.encode_threads
-    return -1 if args.runner == "local" and args.workers == 1 else 1
+    """SentencePiece threads per worker: one, so `--workers N` uses N cores (more with --encode-threads)."""
+    return args.encode_threads or 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -338,7 +335,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--encode-threads",
         type=int,
         default=0,
-        help="SentencePiece threads per worker (default: all cores with one local worker, else 1 per worker)",
+        help="SentencePiece threads per worker (default 1: --workers N uses N cores)",
     )
     parser.add_argument(
         "--task-documents",

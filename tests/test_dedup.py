@@ -50,7 +50,7 @@ def key_table(parts: list[list[Document]], builder_factory) -> pa.Table:
         builder = builder_factory()
         for row, doc in enumerate(docs):
             builder.add(doc, row)
-        table = builder.table()
+        table = builder.keys.take()
         tables.append(table.append_column(TASK, pa.array(np.full(table.num_rows, task, dtype=np.uint32))))
     return pa.concat_tables(tables)
 
@@ -164,7 +164,7 @@ def near_duplicate_clusters(parts: list[list[Document]], config: MinHashDedupCon
     if config.verify:
         empty = bytes(4 * config.num_perm)  # documents without shingles have no signature and no edge
         signatures = [
-            np.frombuffer(b"".join(s or empty for s in b.nodes().column("signature").to_pylist()), np.uint32)
+            np.frombuffer(b"".join(s or empty for s in b.nodes.take().column("signature").to_pylist()), np.uint32)
             for b in builders
         ]
 
