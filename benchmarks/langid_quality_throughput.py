@@ -1,13 +1,14 @@
-"""Language-ID + quality scoring throughput: inside the Beam pipeline vs fastText called directly.
+"""Language-ID + quality scoring throughput: inside `llamaprep prepare` vs fastText called directly.
 
 Both sides run on one core over the same documents (default: the first 5,000 of webmix shard 0, copied
 to a temporary JSONL.gz file first), from reading that file to the scores:
 - direct: one Python process reads the file and calls fastText on batches of 256 texts, with the
   preprocessing the stages use (newlines to spaces for lid.176, `quality_text` for the quality model);
-- pipeline: `ReadFromText | parse JSON to Document | ApplyStages(["langid", "quality"]) | Count` on the
-  in-process FnApiRunner (one worker), thresholds at 0 so every document is scored and kept.
-The pipeline figure includes Beam's own costs (element encoding, bundle handling, pipeline start-up and
-model loading in `setup`); the ratio pipeline/direct is the share of the direct speed the pipeline keeps.
+- pipeline: `llamaprep prepare --stages langid,quality` in this process (the in-process runner, one
+  worker), thresholds at 0 so every document is scored and kept, shards and manifest written.
+The pipeline figure includes everything `prepare` adds (job start-up, model loading, reading the file,
+Document objects, writing the per-file output and the final shard); the ratio pipeline/direct is the
+share of the direct speed the pipeline keeps.
 "Per core" is documents per CPU-second of this process (`time.process_time`, all its threads), which
 stays meaningful on a shared machine where wall-clock time depends on other load; wall time is printed
 too.
@@ -31,17 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import apache_beam as beam  # noqa: E402
 import fasttext  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 
 from filters.document import Document  # noqa: E402
 from filters.fasttext_model import packaged_lid_model_path  # noqa: E402
 from filters.quality import quality_text  # noqa: E402
 from filters.quality_training import train_quality_model  # noqa: E402
-from pipelines.runners import run_pipeline  # noqa: E402
-from pipelines.stages import DEFAULT_BATCH_SIZE, apply_document_stages  # noqa: E402
+from pipelines.cli import main as llamaprep  # noqa: E402
+from pipelines.phases import STAGE_BATCH  # noqa: E402
+from pipelines.shards import read_manifest  # noqa: E402
 
 DEFAULT_INPUT = ROOT.parent / "shared" / "bench" / "webmix" / "webmix-00000.jsonl.gz"
 
@@ -97,7 +96,7 @@ def run_direct(path: str, quality_model: str) -> Timer:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
                 batch.append(parse_document(line).text)
-                if len(batch) == DEFAULT_BATCH_SIZE:
+                if len(batch) == STAGE_BATCH:
                     score_batch(lid, quality, batch)
                     batch = []
         score_batch(lid, quality, batch)
@@ -105,20 +104,26 @@ def run_direct(path: str, quality_model: str) -> Timer:
 
 
 def run_beam(path: str, quality_model: str) -> tuple[Timer, int]:
-    options = {"langid": {"min_score": 0.0}, "quality": {"model_path": quality_model, "min_score": 0.0}}
-    counted: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
-        count_file = os.path.join(tmp, "count")
-
-        def build(pipeline: beam.Pipeline) -> None:
-            docs = pipeline | beam.io.ReadFromText(path) | beam.Map(parse_document)
-            kept, _ = apply_document_stages(docs, ["langid", "quality"], options, "Stages")
-            (kept | beam.combiners.Count.Globally() | beam.Map(lambda n: Path(count_file).write_text(str(n))))
-
+        out = os.path.join(tmp, "out")
+        args = [
+            "prepare",
+            path,
+            "--output",
+            out,
+            "--stages",
+            "langid,quality",
+            "--min-language-score",
+            "0",
+            "--quality-model",
+            quality_model,
+            "--min-quality",
+            "0",
+            "--quiet",
+        ]
         with Timer() as timer:
-            run_pipeline(build, PipelineOptions([]), FnApiRunner())
-        counted.append(int(Path(count_file).read_text()))
-    return timer, counted[0]
+            assert llamaprep(args) == 0
+        return timer, read_manifest(out)["counts"]["kept"]
 
 
 def main() -> None:
@@ -140,7 +145,7 @@ def main() -> None:
         pipeline, kept = run_beam(path, quality_model)
     assert kept == count, f"pipeline kept {kept} of {count} documents"
     print(f"documents: {count} ({megabytes:.1f} MB of text) from {args.input}")
-    for name, timer in (("direct fastText (1 process)", direct), ("Beam pipeline (FnApiRunner, 1 worker)", pipeline)):
+    for name, timer in (("direct fastText (1 process)", direct), ("llamaprep prepare (1 worker)", pipeline)):
         rate = count / timer.cpu
         print(f"{name:38s} {timer.cpu:7.2f} CPU s {timer.wall:7.2f} wall s {rate:8.0f} docs/s per core")
     print(f"ratio pipeline / direct (docs/s per core): {direct.cpu / pipeline.cpu:.2f}")

@@ -1,12 +1,16 @@
-"""Throughput of `llamaprep prepare` on the webmix benchmark corpus (../shared/bench).
+"""Throughput of `llamaprep prepare` on the webmix benchmark corpus (../shared/bench), against a plain loop
+and across worker counts.
 
-Runs, each in its own process so peak RSS is measured per run:
-  * baseline: the same stages engine-free in one plain Python loop (read -> run_stages -> count), no Beam;
-  * beam-1: `llamaprep prepare` on the in-process runner;
-  * beam-N: `llamaprep prepare --workers N` (multi_processing).
-Prints docs/s, MB/s (input text), both per core used, peak RSS, and each run's ratio to the baseline.
+Runs, each in its own process (tree) so CPU and peak RSS are measured per run:
+  * baseline: the same readers and per-document stages in one plain Python loop (read -> run_stages ->
+    count), no Beam, no files written;
+  * `llamaprep prepare --workers N` for each N of --workers (1 = the in-process runner).
+Prints documents per wall second and per CPU-second, MB/s of input text, peak RSS; each run's per-core
+rate against the baseline (the overhead of the pipeline: goal >= 0.9x) and its wall-clock speed-up over
+one worker (goal >= 1.6x with 2 workers on 2 cores).
 
-    python benchmarks/prepare_throughput.py --shards 2 [--stages normalize,c4,gopher_repetition,gopher_quality]
+    python benchmarks/prepare_throughput.py --shards 4 --workers 1,2
+    python benchmarks/prepare_throughput.py --shards 4 --workers 1,2 --stages default --no-baseline
 """
 
 from __future__ import annotations
@@ -15,14 +19,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = REPO.parent / "shared" / "bench" / "webmix"
+from measure import REPO, measure, prepare_command, webmix_shards  # benchmarks/measure.py
+
+PER_DOCUMENT_STAGES = "normalize,langid,gopher_repetition,gopher_quality,c4"
 
 
 def baseline(inputs: list[str], stages: str) -> dict:
@@ -37,88 +39,68 @@ def baseline(inputs: list[str], stages: str) -> dict:
     built = build_stages(config.stages, config.stage_options)
     for stage in built:
         stage.setup()
-    read = kept = text_bytes = 0
+    read = kept = 0
     batch = []
     for doc in iter_documents_from(inputs):
         read += 1
-        text_bytes += len(doc.text.encode("utf-8"))
         batch.append(doc)
         if len(batch) == 256:
             kept += len(run_stages(built, batch)[0])
             batch = []
     kept += len(run_stages(built, batch)[0])
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"read": read, "kept": kept, "text_bytes": text_bytes, "peak_rss_mb": peak_kb / 1024}
-
-
-def run(label: str, command: list[str], cores: int) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(label=label, seconds=seconds, cores=cores, cpu_seconds=cpu)
-    return result
+    return {"read": read, "kept": kept, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    parser.add_argument("--shards", type=int, default=2, help="how many webmix shards to read (13 in all)")
-    parser.add_argument("--stages", default="normalize,langid,gopher_repetition,gopher_quality,c4")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=4, help="how many webmix shards to read (13 in all)")
+    parser.add_argument("--stages", default=PER_DOCUMENT_STAGES, help="stage list, or 'default'")
+    parser.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2 or 1,4,8,16")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain loop (dedup stages have none)")
     parser.add_argument("--_baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("inputs", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._baseline:
         print(json.dumps(baseline(args.inputs, args.stages)))
         return
-    inputs = sorted(str(p) for p in Path(args.corpus).glob("*.jsonl.gz"))[: args.shards]
-    if not inputs:
-        raise SystemExit(f"no *.jsonl.gz under {args.corpus}")
-    python = sys.executable
-    results = [
-        run(
-            "baseline (plain Python loop, no Beam)",
-            [python, __file__, "--_baseline", "--stages", args.stages, *inputs],
-            1,
-        )
-    ]
+    inputs = webmix_shards(args.shards)
+    stage_args = [] if args.stages == "default" else ["--stages", args.stages]
+    runs = []
+    if not args.no_baseline:
+        command = [sys.executable, __file__, "--_baseline", "--stages", args.stages, *inputs]
+        runs.append(("baseline (plain Python loop, no Beam)", 1, measure(command)))
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in sorted({1, args.workers}):
-            out = os.path.join(tmp, f"w{workers}")
-            command = [python, "-m", "pipelines.cli", "prepare", *inputs, "--output", out, "--stages", args.stages]
-            if workers > 1:
-                command += ["--workers", str(workers)]
-            command += ["--print-summary-json"]
-            results.append(run(f"beam in-process, {workers} worker(s)", command, workers))
-    base = results[0]
+        for workers in [int(w) for w in args.workers.split(",")]:
+            command = prepare_command(inputs, f"{tmp}/w{workers}", *stage_args, "--workers", str(workers))
+            runs.append((f"prepare --workers {workers}", workers, measure(command)))
+    text = runs[-1][2]["summary"]["input_text_bytes"]
     print(
-        f"prepare throughput on {len(inputs)} webmix shard(s), {base['read']:,} documents, "
-        f"{base['text_bytes'] / 1e6:,.1f} MB of text; machine has {os.cpu_count()} cores; stages {args.stages}"
+        f"prepare on {len(inputs)} webmix shard(s), {text / 1e6:,.1f} MB of text, {os.cpu_count()} cores; "
+        f"stages {args.stages}"
     )
     header = (
-        f"{'run':42} {'wall s':>7} {'CPU s':>7} {'docs/s/core':>12} {'MB/s/core':>10} {'docs/CPU-s':>11} "
-        f"{'peak RSS MB':>12} {'vs baseline':>12}"
+        f"{'run':38} {'wall s':>7} {'CPU s':>7} {'docs/s':>8} {'docs/s/core':>12} {'docs/CPU-s':>11} "
+        f"{'MB/s':>6} {'peak RSS MB':>12} {'per core vs baseline':>21} {'speed-up vs 1 worker':>21}"
     )
     print(header)
     print("-" * len(header))
-    base_rate = base["read"] / base["seconds"]
-    for r in results:
-        rate = r["read"] / r["seconds"] / r["cores"]
-        mbps = base["text_bytes"] / 1e6 / r["seconds"] / r["cores"]  # same input text in every run
-        per_cpu = r["read"] / r["cpu_seconds"]
+    base = runs[0][2] if not args.no_baseline else None
+    one = next(r for label, w, r in runs if w == 1 and label.startswith("prepare"))
+    for label, cores, run in runs:
+        if run["returncode"] != 0:
+            raise SystemExit(f"{label} failed")
+        read = run["summary"]["read"]
+        rate = read / run["wall_s"]
+        versus = f"{rate / cores / (base['summary']['read'] / base['wall_s']):.2f}x" if base else "-"
+        speedup = f"{rate / (one['summary']['read'] / one['wall_s']):.2f}x" if label.startswith("prepare") else "-"
         print(
-            f"{r['label']:42} {r['seconds']:7.1f} {r['cpu_seconds']:7.1f} {rate:12,.0f} {mbps:10.2f} {per_cpu:11,.0f} "
-            f"{r['peak_rss_mb']:12,.0f} {rate / base_rate:11.2f}x"
+            f"{label:38} {run['wall_s']:7.1f} {run['cpu_s']:7.1f} {rate:8,.0f} {rate / cores:12,.0f} "
+            f"{read / run['cpu_s']:11,.0f} {text / 1e6 / run['wall_s']:6.2f} {run['peak_rss_mb']:12,.0f} "
+            f"{versus:>21} {speedup:>21}"
         )
-        if r["kept"] != base["kept"]:
-            print(f"  WARNING: kept {r['kept']} documents, baseline kept {base['kept']}")
-    print("docs/s/core = documents / wall seconds / cores used; 'vs baseline' compares that figure.")
+        if base and run["summary"]["kept"] != base["summary"]["kept"]:
+            print(f"  WARNING: kept {run['summary']['kept']} documents, the baseline kept {base['summary']['kept']}")
+    print("docs/s/core = documents / wall seconds / workers; peak RSS is the largest process of the run's tree.")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ text, languages from its truth file), then measures:
    already in memory (the cheapest possible way to get the ids): tokens/s per core;
 3. `llamaprep tokenize` as a subprocess (the whole command: start-up, read shards, encode, split, write
    token shards, manifest) with the local runner: 1 worker x 1 thread, N worker processes x 1 thread,
-   and 1 worker x N SentencePiece threads (the local default).
+   and 1 worker x N SentencePiece threads; and the ratio of N workers to 1 worker in wall time.
 
 The baseline is measured again right before each configuration, and the ratio pipeline/baseline per core
 (the target is >= 0.8) is printed two ways: wall-clock tokens/s divided by the cores used, and tokens per
@@ -70,11 +70,12 @@ def build_prepared(directory: Path, megabytes: float, shards: int) -> tuple[int,
                     break
         if size >= budget:
             break
+    entries = []
     for i in range(shards):
-        write_shard(
-            (d.to_row() for d in docs[i::shards]), str(directory / "documents" / shard_name(i, shards)), DOCUMENT_SCHEMA
-        )
-    write_manifest(str(directory), {"kind": "documents", "documents": len(docs)})
+        relative = f"documents/{shard_name(i, shards)}"
+        size_on_disk = write_shard((d.to_row() for d in docs[i::shards]), str(directory / relative), DOCUMENT_SCHEMA)
+        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": size_on_disk})
+    write_manifest(str(directory), {"kind": "documents", "documents": {"shards": entries, "documents": len(docs)}})
     return len(docs), size
 
 
@@ -148,6 +149,7 @@ def main() -> None:
     configurations = [(1, 1)]
     if args.workers > 1:
         configurations += [(args.workers, 1), (1, args.workers)]
+    wall_rates = {}
     for workers, threads in configurations:
         # the baseline runs right before each configuration, so both see the same load on a shared machine
         direct_wall, direct_cpu, tokens = baseline(prepared, model)
@@ -157,6 +159,7 @@ def main() -> None:
         )
         output = work / f"tokens-{workers}x{threads}"
         wall_rate, cpu_rate, manifest = pipeline(prepared, model, output, workers, threads)
+        wall_rates[(workers, threads)] = wall_rate
         assert sum(manifest["tokens"].values()) == tokens, "pipeline and baseline disagree on the token count"
         cores = workers * threads
         print(
@@ -166,6 +169,11 @@ def main() -> None:
             f"(ratio {cpu_rate / direct_cpu:.2f})"
         )
 
+    if (args.workers, 1) in wall_rates:
+        print(
+            f"--workers {args.workers} vs 1 (whole CLI run, wall tokens/s): "
+            f"{wall_rates[(args.workers, 1)] / wall_rates[(1, 1)]:.2f}x"
+        )
     sizes, chars = language_sizes(prepared)
     by_language = manifest["by_language"]
 

@@ -44,10 +44,16 @@ def split_path(path: str) -> tuple[str, str]:
 
 
 def ensure_dir(directory: str) -> None:
+    """Create a folder if missing; safe when several workers create it at once."""
     if is_local(directory):
         os.makedirs(directory, exist_ok=True)
-    elif not FileSystems.exists(directory):
-        FileSystems.mkdirs(directory)
+        return
+    try:
+        if not FileSystems.exists(directory):
+            FileSystems.mkdirs(directory)
+    except OSError:  # another worker made it in between (object stores have no real folders anyway)
+        if not FileSystems.exists(directory):
+            raise
 
 
 def exists(path: str) -> bool:
@@ -87,13 +93,13 @@ def temporary_name(path: str) -> str:
     return join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
-def write_bytes(path: str, data: bytes) -> None:
+def write_bytes(path: str, data: bytes | pa.Buffer) -> None:
     """Write a small file atomically (temporary name, then rename)."""
     directory, _ = split_path(path)
     ensure_dir(directory)
     tmp = temporary_name(path)
     with _create(tmp) as f:
-        f.write(data)
+        f.write(data if is_local(path) or isinstance(data, bytes) else data.to_pybytes())
     replace(tmp, path)
 
 

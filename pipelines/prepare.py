@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 from collections import Counter
@@ -277,13 +276,7 @@ def parse_bytes(text: str) -> int:
     return int(number * scale)
 
 
-def default_memory_budget() -> int:
-    """A quarter of this machine's memory, at least 256 MiB: what the key state of one pass may use."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 << 30
-    return max(256 << 20, total // 4)
+DEFAULT_MEMORY_BUDGET = "96M"  # keeps a local run near 0.5 GB; more passes cost one slice read per key file each
 
 
 # ---------------------------------------------------------------- the command
@@ -297,7 +290,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not args.inputs or not args.output:
         raise ConfigError("prepare needs INPUTS and --output (or --print-config)")
     options, runner = pipeline_options(args)
-    budget = parse_bytes(args.memory_budget) if args.memory_budget else default_memory_budget()
+    budget = parse_bytes(args.memory_budget)
     exchange = choose_exchange(args.exchange, args.runner, budget, args.workers)
     output = args.output.rstrip("/")
     plan = plan_phases(config.stages)
@@ -453,8 +446,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--memory-budget",
-        help="local runs: memory for dedup key state (e.g. 2G); larger key sets are decided in more passes "
-        "(default: a quarter of this machine's memory)",
+        default=DEFAULT_MEMORY_BUDGET,
+        help="local runs: memory for the dedup key state held at once, shared by the workers (e.g. 512M, 2G); "
+        "larger key sets are decided in more passes (default %(default)s)",
     )
     parser.add_argument(
         "--exchange",

@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from filters.base import ConfigError
-from pipelines.arrow_files import open_arrow
+from pipelines.arrow_files import ensure_dir, open_arrow, write_bytes
 from pipelines.exchange import Spread
 from pipelines.runners import METRICS_NAMESPACE, add_runner_arguments, counters, pipeline_options, run_pipeline
 from pipelines.shards import MANIFEST_NAME, join, read_manifest, shard_paths, write_manifest
@@ -48,14 +48,6 @@ DEFAULT_TASK_DOCUMENTS = 16384
 
 def token_shard_name(index: int, count: int) -> str:
     return f"tokens-{index:05d}-of-{count:05d}.arrow"
-
-
-def _write_bytes(data: pa.Buffer, path: str) -> None:
-    directory = path.rsplit("/", 1)[0]
-    if not FileSystems.exists(directory):
-        FileSystems.mkdirs(directory)
-    with FileSystems.create(path) as f:
-        f.write(data.to_pybytes() if "://" in path else memoryview(data))
 
 
 def _ipc_bytes(table: pa.Table) -> pa.Buffer:
@@ -137,7 +129,7 @@ class EncodeTask(beam.DoFn):
         table = token_table(rows["id"], rows["source"], rows["language"], rows["tokens"], self._dtype)
         key = f"{task['shard']:05d}-{task['first']:06d}"
         path = join(self._output, STAGING_DIR, split, f"{key}.arrow")
-        _write_bytes(_ipc_bytes(table), path)
+        write_bytes(path, _ipc_bytes(table))
         lengths = [len(t) for t in rows["tokens"]]
         by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_language: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -179,8 +171,7 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
             relative = f"{split}/{token_shard_name(index, len(staged))}"
             final = join(output, relative)
             directory = join(output, split)
-            if not FileSystems.exists(directory):
-                FileSystems.mkdirs(directory)
+            ensure_dir(directory)
             already_moved = FileSystems.exists(final) and not FileSystems.exists(record["staged"])  # a retry
             if not already_moved:
                 FileSystems.rename([record["staged"]], [final])

@@ -91,6 +91,8 @@ def test_pipeline_counts_every_kind_of_bad_record(tmp_path, cli):
         (["--output", "OUT", "--no_such_beam_flag=1", "IN"], "unknown option --no_such_beam_flag"),
         (["--output", "OUT", "--direct_running_mode=multi_threading", "IN"], "multi_threading"),
         (["--output", "OUT", "--set", "reader.limit=0", "IN"], "reader.limit"),
+        (["--output", "OUT", "--memory-budget", "lots", "IN"], "--memory-budget"),
+        (["--output", "OUT", "--memory-budget", "0", "IN"], "--memory-budget"),
     ],
 )
 def test_bad_options_give_clear_errors(tmp_path, capsys, cli, args, message):

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from filters.line_dedup import KEY_SCHEMA
 from pipelines.arrow_files import RoutedWriter, read_route_range
-from pipelines.exchange import SLICES, plan_ranges
+from pipelines.exchange import SLICES, SORT_OVERHEAD, plan_ranges
 from pipelines.shards import shard_paths
 from tests.conftest import WEB
 
@@ -51,7 +51,7 @@ def test_pass_plans_cover_the_route_space_within_the_budget():
         assert units[0]["low"] == 0 and units[-1]["high"] == SLICES
         assert all(a["high"] == b["low"] for a, b in itertools.pairwise(units))  # contiguous, no gaps or overlaps
         assert sum(u["bytes"] for u in units) == total
-        limit = budget / workers / 3
+        limit = budget / workers / SORT_OVERHEAD
         assert all(u["bytes"] <= limit or u["high"] - u["low"] == 1 for u in units)
     assert len(plan_ranges(infos, 10**12, 1)) == 1
     assert len(plan_ranges(infos, 10**12, 4)) >= 4  # enough to share among the workers

@@ -115,3 +115,40 @@ def test_a_writer_killed_mid_file_leaves_only_a_hidden_temporary(tmp_path):
     assert not path.exists()
     assert [p.name.startswith(".") for p in path.parent.iterdir()] == [True]
     assert shard_paths(str(tmp_path)) == []
+
+
+def test_progress_line_counts_files_documents_and_phases(tmp_path, capsys):
+    from pipelines.progress import Progress
+
+    workdir = WorkDir(str(tmp_path))
+    with Progress(workdir, ["p0", "p1"], tasks=2, enabled=True):
+        workdir.write_marker("p0", "t0000000", {"outputs": [{"counts": {"read": 10, "input_bytes": 5_000_000}}]})
+        workdir.write_marker("p0", "t0000001", {"outputs": [{"counts": {"read": 7, "input_bytes": 1}}]})
+        workdir.write_marker("p1", "t0000000", {"outputs": [{"counts": {"kept": 4}}]})
+    line = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]
+    assert "prepare phase 2/2" in line and "3/4" in line and "read 17 kept 4" in line and "MB/s" in line
+    with Progress(workdir, ["p0", "p1"], tasks=2, enabled=False):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_dataflow_jobs_print_their_console_url_and_states(capsys):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.progress import follow_dataflow
+
+    class FakeJob:
+        states = iter(["RUNNING", "RUNNING", "DONE"])
+        state = "PENDING"
+
+        def job_id(self) -> str:
+            return "2026-11-30_job"
+
+        def wait_until_finish(self, duration: int) -> None:
+            self.state = next(self.states)
+
+    options = PipelineOptions(["--project=my-project", "--region=europe-west4"])
+    follow_dataflow(FakeJob(), options, quiet=False)
+    err = capsys.readouterr().err
+    assert "https://console.cloud.google.com/dataflow/jobs/europe-west4/2026-11-30_job?project=my-project" in err
+    assert err.count("Dataflow job state") == 2 and "DONE" in err
