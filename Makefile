@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ demo: install
 test: install
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
+
+# the edit loop: everything but the tests marked slow (extra processes, runner services, big documents)
+test-fast: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/python -m ruff check .

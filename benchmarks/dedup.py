@@ -56,8 +56,8 @@ def _iter_jsonl(paths: list[str]):
 def run_ours(shards: list[str], out: str, params: dict) -> None:
     """`llamaprep prepare --stages minhash_dedup` on the shards (the whole command, in this process), then
     every document's cluster and whether it was removed, from the kept and rejected shards."""
+    from filters.prepared import iter_texts, shard_paths
     from pipelines.cli import main
-    from pipelines.shards import iter_texts, shard_paths
 
     prepared = tempfile.mkdtemp(prefix="llamaprep-")
     options = {
@@ -331,32 +331,39 @@ def main() -> None:
         return
 
     shards = sorted(str(p) for p in Path(args.bench, "webmix").glob("webmix-*.jsonl.gz"))[: args.limit_shards]
-    texts = {row["id"]: row["text"] for row in _iter_jsonl(shards)}
-    with gzip.open(Path(args.bench, "webmix-truth.jsonl.gz"), "rt") as f:
-        truth = {row["id"]: row for row in map(json.loads, f) if row["id"] in texts}
-    print(f"{len(texts)} documents from {len(shards)} shards, {sum(map(len, texts.values())) / 1e6:.1f} M chars")
     sides = {"llamaprep": sys.executable}
     if not args.skip_datatrove:
         sides["datatrove"] = args.datatrove_python
-    summary = []
-    per_seed: dict[str, list[dict]] = defaultdict(list)
-    for seed in map(int, args.seeds.split(",")):
-        params["seed"] = seed
-        print(f"\n== seed {seed}: {params}")
-        results = {}
-        with tempfile.TemporaryDirectory() as tmp:
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Every side runs before this process loads the corpus for scoring: a child forked from a large parent
+        # inherits the parent's resident size in its peak RSS on Linux, which would hide the side's own peak.
+        usages: dict[tuple[int, str], dict] = {}
+        for seed in seeds:
+            params["seed"] = seed
             for name, python in sides.items():
-                out = os.path.join(tmp, f"{name}.jsonl")
+                out = os.path.join(tmp, f"{name}-{seed}.jsonl")
                 command = [python, str(Path(__file__).resolve()), "--side", name, "--out", out, "--shards", *shards]
                 command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items() if k != "seed"]
                 command += [f"--seeds={seed}"]
-                usage = measure(command)
-                results[name] = {**score(out, truth, texts), **usage}
-        report(results, len(texts))
-        for name, result in results.items():
-            per_seed[name].append(result)
-        if len(results) == 2:
-            summary.append(comparison(results, len(texts)))
+                usages[(seed, name)] = measure(command)
+        texts = {row["id"]: row["text"] for row in _iter_jsonl(shards)}
+        with gzip.open(Path(args.bench, "webmix-truth.jsonl.gz"), "rt") as f:
+            truth = {row["id"]: row for row in map(json.loads, f) if row["id"] in texts}
+        print(f"{len(texts)} documents from {len(shards)} shards, {sum(map(len, texts.values())) / 1e6:.1f} M chars")
+        summary = []
+        per_seed: dict[str, list[dict]] = defaultdict(list)
+        for seed in seeds:
+            print(f"\n== seed {seed}: {dict(params, seed=seed)}")
+            results = {
+                name: {**score(os.path.join(tmp, f"{name}-{seed}.jsonl"), truth, texts), **usages[(seed, name)]}
+                for name in sides
+            }
+            report(results, len(texts))
+            for name, result in results.items():
+                per_seed[name].append(result)
+            if len(results) == 2:
+                summary.append(comparison(results, len(texts)))
     if len(summary) > 1:
         ratios = [ratio for ratio, _ in summary]
         ours, theirs = ([f1s[i] for _, f1s in summary] for i in (0, 1))

@@ -27,12 +27,12 @@ from filters.gopher import (
     gopher_quality_reason,
     gopher_repetition_reason,
 )
-from filters.normalize import normalize_text
+from filters.normalize import clean_text
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests/data/heuristics/web_samples.jsonl"
 
 STAGES: dict[str, Callable[[str], object]] = {
-    "normalize": normalize_text,
+    "normalize": clean_text,
     "c4": lambda text: c4_clean(text, C4Config()).reason,
     "gopher_quality": lambda text: gopher_quality_reason(text, GopherQualityConfig()),
     "gopher_repetition": lambda text: gopher_repetition_reason(text, GopherRepetitionConfig()),

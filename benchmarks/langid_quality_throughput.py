@@ -34,27 +34,30 @@ sys.path.insert(0, str(ROOT))
 
 import fasttext  # noqa: E402
 
+import pipelines.prepare  # noqa: E402,F401  (imported before timing, as fastText is for the direct side)
 from filters.document import Document  # noqa: E402
 from filters.fasttext_model import packaged_lid_model_path  # noqa: E402
+from filters.prepared import read_manifest  # noqa: E402
 from filters.quality import quality_text  # noqa: E402
 from filters.quality_training import train_quality_model  # noqa: E402
 from pipelines.cli import main as llamaprep  # noqa: E402
 from pipelines.phases import STAGE_BATCH  # noqa: E402
-from pipelines.shards import read_manifest  # noqa: E402
 
-DEFAULT_INPUT = ROOT.parent / "shared" / "bench" / "webmix" / "webmix-00000.jsonl.gz"
+DEFAULT_INPUTS = sorted((ROOT.parent / "shared" / "bench" / "webmix").glob("webmix-*.jsonl.gz"))
 
 
-def copy_head(source: Path, target: str, limit: int) -> tuple[int, float]:
-    """The first `limit` lines of a JSONL.gz file into `target`; returns (documents, MB of text)."""
+def copy_head(sources: list[Path], target: str, limit: int) -> tuple[int, float]:
+    """The first `limit` lines of JSONL.gz files, in order, into `target`; returns (documents, MB of text)."""
     count, text_bytes = 0, 0
-    with gzip.open(source, "rt", encoding="utf-8") as src, gzip.open(target, "wt", encoding="utf-8") as out:
-        for line in src:
-            out.write(line)
-            count += 1
-            text_bytes += len(json.loads(line)["text"].encode("utf-8"))
-            if count == limit:
-                break
+    with gzip.open(target, "wt", encoding="utf-8") as out:
+        for source in sources:
+            with gzip.open(source, "rt", encoding="utf-8") as src:
+                for line in src:
+                    out.write(line)
+                    count += 1
+                    text_bytes += len(json.loads(line)["text"].encode("utf-8"))
+                    if count == limit:
+                        return count, text_bytes / 1e6
     return count, text_bytes / 1e6
 
 
@@ -128,7 +131,7 @@ def run_beam(path: str, quality_model: str) -> tuple[Timer, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--input", type=Path, nargs="+", default=DEFAULT_INPUTS, help="JSONL.gz files read in order")
     parser.add_argument("--docs", type=int, default=5_000)
     parser.add_argument("--quality-model", default=None)
     args = parser.parse_args()
@@ -144,7 +147,7 @@ def main() -> None:
         direct = run_direct(path, quality_model)
         pipeline, kept = run_beam(path, quality_model)
     assert kept == count, f"pipeline kept {kept} of {count} documents"
-    print(f"documents: {count} ({megabytes:.1f} MB of text) from {args.input}")
+    print(f"documents: {count} ({megabytes:.1f} MB of text) from {len(args.input)} file(s) starting {args.input[0]}")
     for name, timer in (("direct fastText (1 process)", direct), ("llamaprep prepare (1 worker)", pipeline)):
         rate = count / timer.cpu
         print(f"{name:38s} {timer.cpu:7.2f} CPU s {timer.wall:7.2f} wall s {rate:8.0f} docs/s per core")

@@ -36,8 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from filters.document import DOCUMENT_SCHEMA, Document  # noqa: E402
-from pipelines.shards import iter_texts, shard_name, shard_paths, write_manifest, write_shard  # noqa: E402
+from filters.document import DOCUMENT_SCHEMA, UNKNOWN_LANGUAGE, Document  # noqa: E402
+from filters.prepared import iter_texts, shard_name, shard_paths  # noqa: E402
+from pipelines.arrow_files import AtomicArrowWriter, write_manifest  # noqa: E402
 from tokenizer.token_shards import read_token_manifest  # noqa: E402
 from tokenizer.tokenizer import Tokenizer  # noqa: E402
 from tokenizer.train import train_tokenizer  # noqa: E402
@@ -62,7 +63,7 @@ def build_prepared(directory: Path, megabytes: float, shards: int) -> tuple[int,
                         id=row["id"],
                         text=row["text"],
                         source=row["source"].split(":")[0],
-                        language=languages.get(row["id"], "und"),
+                        language=languages.get(row["id"], UNKNOWN_LANGUAGE),
                     )
                 )
                 size += len(row["text"].encode("utf-8"))
@@ -73,8 +74,9 @@ def build_prepared(directory: Path, megabytes: float, shards: int) -> tuple[int,
     entries = []
     for i in range(shards):
         relative = f"documents/{shard_name(i, shards)}"
-        size_on_disk = write_shard((d.to_row() for d in docs[i::shards]), str(directory / relative), DOCUMENT_SCHEMA)
-        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": size_on_disk})
+        with AtomicArrowWriter(str(directory / relative), DOCUMENT_SCHEMA, "zstd") as writer:
+            writer.write_rows([d.to_row() for d in docs[i::shards]])
+        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": writer.bytes})
     write_manifest(str(directory), {"kind": "documents", "documents": {"shards": entries, "documents": len(docs)}})
     return len(docs), size
 

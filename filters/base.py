@@ -1,86 +1,29 @@
-"""The one shape every per-document stage has, and typed config building.
+"""The one shape every per-document stage has.
 
-A stage takes a batch of documents and returns, for each, either the (possibly modified) document or a
-`Rejection` with a reason. Batching is the unit because model-backed stages (fastText) are much faster on
-lists; simple stages implement `process` and inherit the batch loop. `setup` loads heavy resources once
-per worker (Beam calls it from `DoFn.setup`), never per document.
+A stage takes a batch of documents and returns, for each, either a document or a `Rejection` with a
+reason (`stage.rule`). The rules every stage follows, owned by this base class where code can own them:
+
+- **Configuration**: a stage is built from its `Config` dataclass (`Cls(config)`, or `Cls.from_options`
+  from a mapping, validated by `filters.options.build_config`); `validate()` only checks, never changes.
+- **Setup**: heavy resources (models) load in `setup`, which the base class calls once, before the first
+  batch, on the worker that uses the stage (`ensure_setup`), never per document.
+- **Batches**: `run` is the entry point; a stage implements `process` (one document) and inherits the batch
+  loop, or `process_batch` when its model is much faster on lists (fastText, KenLM).
+- **Documents are values**: a stage returns a changed document as a new object
+  (`dataclasses.replace`), never changing the one it was given, which the caller may still hold.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from filters.document import Document, Rejection
-
-ConfigT = TypeVar("ConfigT")
-
-
-class ConfigError(ValueError):
-    """A bad option value or an unknown option name, with a message meant for the user."""
+from filters.options import build_config
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a config value (from TOML, YAML or a `--set k=v` string) to the annotated type."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where)
-    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        item = args[0] if args else Any
-        items = [_coerce(v, item, where) for v in value]
-        return tuple(items) if origin is tuple or annotation is tuple else items
-    if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table/mapping, got {value!r}")
-        return dict(value)
-    try:
-        if annotation is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if annotation in (int, float, str):
-            if annotation is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return annotation(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
-    return value
-
-
-def build_config(config_cls: type[ConfigT], values: Mapping[str, Any] | None, where: str) -> ConfigT:
-    """Build a config dataclass from a mapping, rejecting unknown keys and mistyped values clearly."""
-    values = dict(values or {})
-    hints = typing.get_type_hints(config_cls)
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    config = config_cls(**kwargs)
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
-    return config
-
-
-class Stage:
-    """Base of every per-document stage. Subclasses set `name`, `Config` and override `process` or
-    `process_batch`; `setup` is the place to load models."""
+class Configurable:
+    """Something built from its `Config` dataclass (per-document stages, corpus-level dedup stages)."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
@@ -89,11 +32,30 @@ class Stage:
         self.config = config if config is not None else self.Config()
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> Stage:
+    def from_options(cls, options: Mapping[str, Any] | None) -> Any:
         return cls(build_config(cls.Config, options, cls.name))
 
+
+class Stage(Configurable):
+    """Base of every per-document stage: subclasses set `name` and `Config`, override `process` or
+    `process_batch`, and `setup` if they load a model."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self._set_up = False
+
     def setup(self) -> None:
-        """Load heavy resources (models). Called once per worker before the first batch."""
+        """Load heavy resources (models); called once by `ensure_setup`."""
+
+    def ensure_setup(self) -> Stage:
+        if not self._set_up:
+            self.setup()
+            self._set_up = True
+        return self
+
+    def run(self, docs: list[Document]) -> list[Document | Rejection]:
+        """One result per document, in order (the entry point: sets the stage up on first use)."""
+        return self.ensure_setup().process_batch(docs)
 
     def process(self, doc: Document) -> Document | Rejection:
         raise NotImplementedError
@@ -109,7 +71,7 @@ def run_stages(stages: Sequence[Stage], docs: list[Document]) -> tuple[list[Docu
         if not docs:
             break
         survivors = []
-        for result in stage.process_batch(docs):
+        for result in stage.run(docs):
             if isinstance(result, Rejection):
                 rejected.append(result)
             else:

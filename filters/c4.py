@@ -28,8 +28,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
 from filters.document import Document, Rejection
+from filters.options import ConfigError
 from filters.text_stats import ASCII_WHITESPACE, CJK_CHARS, count_words, sentence_end_pattern
 
 C4_END_MARKS = [".", "?", "!", '"', "。", "！", "？"]

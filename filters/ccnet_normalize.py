@@ -2,7 +2,7 @@
 
 Both strip, lowercase, strip accents (NFD, drop combining marks) and turn every digit into "0"; they
 differ in punctuation, as cc_net's `punct` argument does:
-- `normalize_line` (dedup keys, cc_net's punct=2): punctuation and symbols removed, so two lines that
+- `normalize_line_for_dedup` (dedup keys, cc_net's punct=2): punctuation and symbols removed, so two lines that
   differ only in case, accents, digits, punctuation or spacing hash alike. Two deliberate differences from
   cc_net, both making more true repeats match: every Unicode punctuation or symbol character (categories
   P* and S*) goes, not a fixed list; and runs of whitespace collapse to one space.
@@ -72,7 +72,7 @@ def _removal_table() -> dict[int, None]:
     return table
 
 
-def normalize_line(line: str) -> str:
+def normalize_line_for_dedup(line: str) -> str:
     """The CCNet dedup key of one line (empty for a line with no letters or digits)."""
     line = line.strip()
     if not line:
@@ -83,10 +83,10 @@ def normalize_line(line: str) -> str:
     return _SPACE_RE.sub(" ", line).strip()
 
 
-def normalize_text(text: str) -> str:
+def normalize_for_dedup(text: str) -> str:
     """Every line normalized, blank results dropped: a whitespace- and punctuation-insensitive form of a
     whole document, used as the key for exact document dedup."""
-    return "\n".join(filter(None, map(normalize_line, text.splitlines())))
+    return "\n".join(filter(None, map(normalize_line_for_dedup, text.splitlines())))
 
 
 def strip_accents(text: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+UNKNOWN_LANGUAGE = "und"  # the language of documents without one, wherever a name is needed (ISO 639-2)
 
 DOCUMENT_SCHEMA = pa.schema(
     [

@@ -15,16 +15,16 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from filters.base import ConfigError
-from filters.ccnet_normalize import normalize_text
+from filters.ccnet_normalize import normalize_for_dedup
 from filters.document import Document
 from filters.key_tables import ROUTE, ColumnBuffer, group_starts, table_refs
+from filters.options import ConfigError
 from filters.survivors import choose_survivors, rank_value, represented
 
 NORMALIZATIONS: dict[str, Callable[[str], str]] = {
     "none": lambda text: text,
     "whitespace": lambda text: " ".join(text.split()),
-    "ccnet": normalize_text,
+    "ccnet": normalize_for_dedup,
 }
 
 KEY_SCHEMA = pa.schema(

@@ -39,7 +39,7 @@ def packaged_lid_model_path() -> str:
     return str(path)
 
 
-def load_model(path: str) -> Any:
+def load_fasttext_model(path: str) -> Any:
     """The fastText model at a local `path`, loaded once per process and shared afterwards (a file
     rewritten in place, e.g. by retraining, is loaded again)."""
     file = pathlib.Path(path)

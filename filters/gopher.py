@@ -21,8 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
 from filters.document import Document, Rejection
+from filters.options import ConfigError
 from filters.text_stats import (
     ASCII_WHITESPACE,
     TOKEN_BOUNDARY,

@@ -49,6 +49,12 @@ def group_starts(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(changed)
 
 
+def runs(keys: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal values in a sorted array."""
+    starts = group_starts(keys)
+    return list(zip(starts.tolist(), [*starts[1:].tolist(), len(keys)], strict=True))
+
+
 _TYPECODES = {pa.uint64(): "Q", pa.uint32(): "I", pa.int32(): "i", pa.float64(): "d"}
 
 

@@ -9,15 +9,15 @@ lid.176 (`model_path`): labels are taken as they are once the `__label__` prefix
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from filters.base import ConfigError, Stage
-from filters.document import Document, Rejection
-from filters.fasttext_model import load_model, packaged_lid_model_path, predict_top, single_line, strip_label
+from filters.base import Stage
+from filters.document import UNKNOWN_LANGUAGE, Document, Rejection
+from filters.fasttext_model import load_fasttext_model, packaged_lid_model_path, predict_top, single_line, strip_label
 from filters.model_files import local_model_path
-
-UNKNOWN_LANGUAGE = "unknown"
+from filters.options import ConfigError, option
 
 
 @dataclass
@@ -30,20 +30,26 @@ class LangIdConfig:
     """
 
     model_path: str | None = None
-    languages: list[str] = field(default_factory=list)
-    min_score: float = 0.5
+    languages: list[str] = option(
+        help="keep only these languages, comma-separated (e.g. en,de)", factory=list, flag="--languages"
+    )
+    min_score: float = option(0.5, "minimum top-language probability (CCNet: 0.5)", flag="--min-language-score")
 
     def validate(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"langid.min_score must be within [0, 1], got {self.min_score}")
-        self.languages = [strip_label(language) for language in self.languages]
+
+    def kept_languages(self) -> frozenset[str]:
+        """The labels to keep, without fastText's `__label__` prefix if the user wrote it."""
+        return frozenset(strip_label(language) for language in self.languages)
 
 
 def language_decision(language: str | None, score: float, config: LangIdConfig) -> str | None:
     """The rejection reason for a prediction, or None to keep the document."""
+    kept = config.kept_languages()
     if language is None:
-        return "langid.empty" if config.languages or config.min_score > 0 else None
-    if config.languages and language not in config.languages:
+        return "langid.empty" if kept or config.min_score > 0 else None
+    if kept and language not in kept:
         return "langid.language"
     if score < config.min_score:
         return "langid.low_score"
@@ -52,7 +58,7 @@ def language_decision(language: str | None, score: float, config: LangIdConfig) 
 
 def language_partition_key(doc: Document) -> str:
     """The shard-set name of a document when output is split by language (CCNet's split_by_lang):
-    its language label made safe for a path component, or "unknown" when it has none."""
+    its language label made safe for a path component, or UNKNOWN_LANGUAGE ("und") when it has none."""
     if not doc.language:
         return UNKNOWN_LANGUAGE
     return re.sub(r"[^A-Za-z0-9_-]", "_", doc.language)
@@ -64,25 +70,18 @@ class LanguageIdentifier(Stage):
     name = "langid"
     Config = LangIdConfig
 
-    def __init__(self, config: LangIdConfig | None = None) -> None:
-        super().__init__(config)
-        self._model = None
-
     def setup(self) -> None:
         path = self.config.model_path or packaged_lid_model_path()
-        self._model = load_model(local_model_path(path))
+        self._model = load_fasttext_model(local_model_path(path))
 
     def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
-        if self._model is None:
-            self.setup()
         lines = [single_line(doc.text) for doc in docs]
         to_predict = [i for i, line in enumerate(lines) if line.strip()]
         predictions = dict(zip(to_predict, predict_top(self._model, [lines[i] for i in to_predict]), strict=True))
         results: list[Document | Rejection] = []
         for i, doc in enumerate(docs):
             language, score = predictions.get(i, (None, 0.0))
-            doc.language = language
-            doc.language_score = score if language is not None else None
+            doc = dataclasses.replace(doc, language=language, language_score=score if language is not None else None)
             reason = language_decision(language, score, self.config)
             results.append(doc if reason is None else Rejection(doc, reason))
         return results

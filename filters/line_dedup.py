@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from filters.ccnet_normalize import normalize_line
+from filters.ccnet_normalize import normalize_line_for_dedup
 from filters.document import Document
 from filters.key_tables import ROUTE, TASK, ColumnBuffer, group_starts, make_ref
 
@@ -29,7 +29,7 @@ REMOVAL_SCHEMA = pa.schema([pa.field(ROUTE, pa.uint64()), pa.field("line", pa.ui
 def line_hashes(text: str) -> Iterator[tuple[int, int]]:
     """(line number, hash) for every line with a non-empty normalization."""
     for number, line in enumerate(text.split("\n")):
-        normalized = normalize_line(line)
+        normalized = normalize_line_for_dedup(line)
         if normalized:
             yield number, xxhash.xxh3_64_intdigest(normalized.encode("utf-8", errors="surrogatepass"))
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash
+from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from filters.base import ConfigError
+from filters.options import ConfigError
 from filters.words import char_classes, fold_table
 
 SCHEME = "affine32"
@@ -162,22 +162,12 @@ def signature(shingle_hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarra
     return result
 
 
-def lean_minhash(sig: np.ndarray, seed: int) -> LeanMinHash:
-    """A datasketch LeanMinHash over a signature (for its Jaccard estimate and serialization)."""
-    return LeanMinHash(seed=seed, hashvalues=sig, scheme=SCHEME)
-
-
 @lru_cache(maxsize=32)
 def optimal_bands(
     threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
 ) -> tuple[int, int]:
     """(bands, rows) for a Jaccard threshold: datasketch's `_optimal_param` (what `MinHashLSH` uses)."""
     return _optimal_param(threshold, num_perm, false_positive_weight, false_negative_weight)
-
-
-def collision_probability(jaccard: float, bands: int, rows: int) -> float:
-    """Probability that two documents with this Jaccard similarity share at least one band."""
-    return 1.0 - (1.0 - jaccard**rows) ** bands
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
 """Turning a model path given by the user into a local file that fastText or KenLM can open.
 
 fastText and KenLM only read local files, but on Dataflow or a portable runner the model usually lives in
-object storage (gs://, s3://). `filters/` stays engine-free, so remote paths are fetched by a function
-that the pipelines layer registers (`pipelines.model_staging`, built on Beam FileSystems); it is imported
-on first use of a URL, which also happens on workers because they run pipeline code.
+object storage (gs://, s3://). `filters/` stays engine-free and imports nothing from the layers above it,
+so remote paths are fetched by a function the pipelines layer injects (`pipelines.model_staging.install`,
+built on Beam FileSystems) in each worker's setup, before any stage loads its model.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 RemoteFetcher = Callable[[str], str]
@@ -30,9 +29,8 @@ def local_model_path(path: str) -> str:
     if not is_url(path):
         return path
     if _fetcher is None:
-        try:
-            importlib.import_module("pipelines.model_staging")
-        except ImportError as error:
-            raise FileNotFoundError(f"cannot fetch {path}: remote model paths need llamaprep's pipelines") from error
-    assert _fetcher is not None, "pipelines.model_staging registers a fetcher on import"
+        raise FileNotFoundError(
+            f"cannot read model {path}: remote model files are fetched by llamaprep's pipelines "
+            "(pipelines.model_staging.install); give a local path here"
+        )
     return _fetcher(path)

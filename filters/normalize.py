@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import ClassVar
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
 from filters.document import Document, Rejection
+from filters.options import ConfigError
 
 _LINE_BREAKS = ("\r\n", "\r", "\x0b", "\x0c", "\x85", "\u2028", "\u2029")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
@@ -94,8 +95,8 @@ class NormalizeConfig:
             raise ConfigError(f"normalize.max_blank_lines: must be >= 0, got {self.max_blank_lines}")
 
 
-def normalize_text(text: str, config: NormalizeConfig | None = None) -> str:
-    """The normalized text (idempotent: `normalize_text(normalize_text(t)) == normalize_text(t)`)."""
+def clean_text(text: str, config: NormalizeConfig | None = None) -> str:
+    """The normalized text (idempotent: `clean_text(clean_text(t)) == clean_text(t)`)."""
     config = config or NormalizeConfig()
     for line_break in _LINE_BREAKS:  # str.replace is a fast C scan; most texts contain none of these
         if line_break in text:
@@ -130,7 +131,7 @@ class NormalizeStage(Stage):
     Config: ClassVar[type] = NormalizeConfig
 
     def process(self, doc: Document) -> Document | Rejection:
-        text = normalize_text(doc.text or "", self.config)
+        text = clean_text(doc.text or "", self.config)
         if not text.strip():
             return Rejection(doc, "normalize.empty")
         return doc if text == doc.text else replace(doc, text=text)

@@ -13,14 +13,16 @@ loaded once per worker in `setup`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
 from filters.ccnet_normalize import normalize_for_lm
 from filters.document import Document, Rejection
 from filters.model_files import local_model_path
+from filters.options import ConfigError
 
 LANGUAGE_PLACEHOLDER = "{language}"
 ANY_LANGUAGE = "*"
@@ -97,10 +99,6 @@ class PerplexityStage(Stage):
     name = "perplexity"
     Config = PerplexityConfig
 
-    def __init__(self, config: PerplexityConfig | None = None) -> None:
-        super().__init__(config)
-        self._models: dict[str, tuple[Any, Any]] | None = None
-
     def _paths(self, language: str) -> tuple[str, str]:
         return (
             self.config.model_path.replace(LANGUAGE_PLACEHOLDER, language),
@@ -108,7 +106,6 @@ class PerplexityStage(Stage):
         )
 
     def setup(self) -> None:
-        self.config.validate()
         try:
             import kenlm
         except ImportError:
@@ -127,22 +124,20 @@ class PerplexityStage(Stage):
         self._models = models
 
     def _models_for(self, doc: Document) -> tuple[Any, Any] | None:
-        assert self._models is not None
         if not self.config.languages:
             return self._models[ANY_LANGUAGE]
         return self._models.get(doc.language or "")
 
     def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
-        if self._models is None:
-            self.setup()
         results: list[Document | Rejection] = []
         for doc in docs:
             models = self._models_for(doc)
             if models is None or not doc.text.strip():
                 results.append(doc)
                 continue
-            doc.perplexity = document_perplexity(doc.text, *models)
-            doc.perplexity_bucket = perplexity_bucket(doc.perplexity, doc.language, self.config.cutoffs)
+            perplexity = document_perplexity(doc.text, *models)
+            bucket = perplexity_bucket(perplexity, doc.language, self.config.cutoffs)
+            doc = dataclasses.replace(doc, perplexity=perplexity, perplexity_bucket=bucket)
             if doc.perplexity_bucket in self.config.drop_buckets:
                 results.append(Rejection(doc, f"perplexity.{doc.perplexity_bucket}"))
             else:

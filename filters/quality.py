@@ -13,16 +13,18 @@ scoring, so the classifier sees the same tokens in both places.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
 from filters.document import Document, Rejection
-from filters.fasttext_model import load_model, model_labels, predict_label_probability, strip_label
+from filters.fasttext_model import load_fasttext_model, model_labels, predict_label_probability, strip_label
 from filters.model_files import local_model_path
+from filters.options import ConfigError, option
 
 POSITIVE_LABEL = "hq"
 NEGATIVE_LABEL = "lq"
@@ -47,8 +49,8 @@ class QualityConfig:
     seed: mixed with the document id to seed the Pareto draw.
     """
 
-    model_path: str | None = None
-    min_score: float = 0.5
+    model_path: str | None = option(None, "fastText model from `llamaprep quality train`", flag="--quality-model")
+    min_score: float = option(0.5, "minimum probability of the positive label", flag="--min-quality")
     mode: str = "threshold"
     alpha: float = 9.0
     positive_label: str = POSITIVE_LABEL
@@ -78,13 +80,8 @@ class QualityClassifier(Stage):
     name = "quality"
     Config = QualityConfig
 
-    def __init__(self, config: QualityConfig | None = None) -> None:
-        super().__init__(config)
-        self._model = None
-
     def setup(self) -> None:
-        self.config.validate()
-        model = load_model(local_model_path(self.config.model_path))
+        model = load_fasttext_model(local_model_path(self.config.model_path))
         labels = model_labels(model)
         if strip_label(self.config.positive_label) not in labels:
             raise ConfigError(
@@ -95,8 +92,7 @@ class QualityClassifier(Stage):
 
     def score(self, texts: list[str]) -> list[float]:
         """Positive-label probabilities of raw texts (the same preprocessing as training)."""
-        if self._model is None:
-            self.setup()
+        self.ensure_setup()
         lines = [quality_text(text) for text in texts]
         return predict_label_probability(self._model, lines, self.config.positive_label)
 
@@ -108,6 +104,6 @@ class QualityClassifier(Stage):
     def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
         results: list[Document | Rejection] = []
         for doc, score in zip(docs, self.score([doc.text for doc in docs]), strict=True):
-            doc.quality_score = score
+            doc = dataclasses.replace(doc, quality_score=score)
             results.append(doc if self.keep(doc, score) else Rejection(doc, "quality.low_score"))
         return results

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from filters.classifier_metrics import BinaryReport, binary_report
 from filters.fasttext_model import LABEL_PREFIX, predict_label_probability
+from filters.options import option
 from filters.quality import NEGATIVE_LABEL, POSITIVE_LABEL, quality_text
 
 
@@ -33,16 +34,16 @@ class TrainingParams:
     2017); more epochs and a larger learning rate than fastText's defaults (5, 0.1) because the bundled
     demo corpora are small; 100k n-gram hash buckets instead of 2M keep the model file ~26 MB, not 500 MB."""
 
-    seed: int = 0
-    valid_fraction: float = 0.1
-    max_per_class: int | None = None
-    epoch: int = 20
-    lr: float = 0.5
-    word_ngrams: int = 2
-    dim: int = 64
-    min_count: int = 2
-    bucket: int = 100_000
-    threshold: float = 0.5
+    seed: int = option(0, "sampling and fastText seed")
+    valid_fraction: float = option(0.1, "held-out share of each class")
+    max_per_class: int | None = option(None, "cap on documents per class (default: all)")
+    epoch: int = option(20, "fastText epochs")
+    lr: float = option(0.5, "fastText learning rate")
+    word_ngrams: int = option(2, "word n-grams (2: unigrams and bigrams)")
+    dim: int = option(64, "word vector size")
+    min_count: int = option(2, "words seen fewer times are ignored")
+    bucket: int = option(100_000, "hash buckets of word n-grams")
+    threshold: float = option(0.5, "decision threshold of the held-out report")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
+from filters.options import ConfigError
 
 STAGES: dict[str, str] = {
     "normalize": "filters.normalize:NormalizeStage",

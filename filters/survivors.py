@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.base import ConfigError
 from filters.document import Document
 from filters.key_tables import ROUTE, group_starts
+from filters.options import ConfigError
 
 KEEP_RULES = ("smallest_id", "highest_quality", "longest")
 

@@ -3,7 +3,9 @@
 The published heuristics (Gopher, C4) count whitespace-separated words, which makes every Chinese or
 Japanese line a single "word". Here each CJK ideograph or kana counts as one word instead, so word-count
 rules mean roughly the same amount of text in every script; for space-separated scripts the split is
-exactly `str.split()`. All functions are linear in the text length.
+exactly `str.split()`, punctuation attached, as those rules are stated. (MinHash shingles need words
+without punctuation: `filters.words`, which owns the CJK table both use.) All functions are linear in
+the text length.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-# Scripts written without spaces between words: Hiragana, Katakana, CJK ideographs (BMP blocks only: the
-# rare astral extensions stay inside their whitespace token, and a BMP-only class is a fast bitmap in `re`).
-CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+from filters.words import CJK_CHARS  # BMP blocks only: a fast bitmap class in `re`
+
 _WORD_RE = re.compile(rf"[{CJK_CHARS}]|[^\s{CJK_CHARS}]+")
 _CJK_RE = re.compile(rf"[{CJK_CHARS}]")
 _COUNT_CHUNK = 1 << 16

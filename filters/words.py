@@ -2,6 +2,11 @@
 Indic, Arabic, Hebrew and other scripts included), and every Han or Kana character on its own, so that
 Chinese and Japanese text without spaces still yields word n-grams.
 
+There are two word definitions on purpose, sharing one table of scripts written without spaces
+(`CJK_RANGES`): this one ignores punctuation, as near-duplicate detection must (datatrove, the bench's
+ground truth), while `filters.text_stats.split_words` keeps whitespace tokens with their punctuation,
+because the published Gopher and C4 rules are stated on those.
+
 Kept free of heavy imports (only numpy) so the benchmark can give the same word definition to a
 baseline running in another virtual environment.
 """
@@ -15,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-_CJK_RANGES = (
+CJK_RANGES = (
     (0x3005, 0x3007),
     (0x3040, 0x30FF),
     (0x31F0, 0x31FF),
@@ -32,25 +37,35 @@ def _class_pattern(ranges: tuple[tuple[int, int], ...]) -> str:
     return "".join(f"{chr(low)}-{chr(high)}" for low, high in ranges)
 
 
-_CJK = _class_pattern(_CJK_RANGES)
+CJK_CHARS = _class_pattern(CJK_RANGES)  # a regex character class body
 _MARKS = _class_pattern(_MARK_RANGES)
-WORD_RE = re.compile(f"[{_CJK}]|(?:[^\\W{_CJK}]|[{_MARKS}])+")
+WORD_RE = re.compile(f"[{CJK_CHARS}]|(?:[^\\W{CJK_CHARS}]|[{_MARKS}])+")
 
 
-def _all_code_points() -> str:
-    return "".join(map(chr, range(sys.maxunicode + 1)))
+_BLOCK = 1 << 16
+
+
+def _matching(pattern: str) -> np.ndarray:
+    """Per code point, whether `pattern` matches that character alone; built 64k code points at a time,
+    so building the table never holds a million one-character strings at once."""
+    regex = re.compile(pattern)
+    result = np.zeros(sys.maxunicode + 1, dtype=bool)
+    for start in range(0, sys.maxunicode + 1, _BLOCK):
+        block = "".join(map(chr, range(start, min(start + _BLOCK, sys.maxunicode + 1))))
+        marked = re.sub(r"[^\x01]", "\x00", regex.sub("\x01", block))
+        result[start : start + len(block)] = np.frombuffer(marked.encode("latin-1"), dtype=np.uint8) == 1
+    return result
 
 
 @lru_cache(maxsize=1)
 def char_classes() -> np.ndarray:
     """Per code point: 0 separator, 1 word character, 2 a Han/Kana character (a word by itself); the
     table form of WORD_RE, for vectorized tokenization (built once with two regex passes)."""
-    marked = re.sub(r"[^\x01]", "\x00", re.sub(r"\w", "\x01", _all_code_points()))
-    classes = np.frombuffer(marked.encode("latin-1"), dtype=np.uint8).copy()
+    classes = _matching(r"\w").astype(np.uint8)
     classes[ord("_")] = 1
     for low, high in _MARK_RANGES:
         classes[low : high + 1] = 1
-    for low, high in _CJK_RANGES:
+    for low, high in CJK_RANGES:
         classes[low : high + 1] = 2
     return classes
 
@@ -65,8 +80,7 @@ def fold_table() -> np.ndarray:
     (so shifted dates and numbers still match, as in CCNet and datatrove's text simplification) and a
     precomposed accented letter is its base letter (an accent fix is not a different word)."""
     table = np.arange(sys.maxunicode + 1, dtype=np.uint32)
-    digits = re.sub(r"[^\x01]", "\x00", re.sub(r"\d", "\x01", _all_code_points()))
-    table[np.frombuffer(digits.encode("latin-1"), dtype=np.uint8) == 1] = ord("0")
+    table[_matching(r"\d")] = ord("0")
     for low, high in _ACCENTED_RANGES:
         for code in range(low, high + 1):
             base = unicodedata.normalize("NFD", chr(code))[0]

@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from filters.options import add_arguments, build_config, documented_fields, given_values
 from model.config import NAMED_CONFIGS, TrainConfig
 
-_TRAIN_HELP = {
-    "seq_len": "tokens per sequence (default: the config's max_seq_len; the paper's 2048)",
-    "micro_batch_size": "sequences per forward pass per process",
-    "batch_tokens": "global tokens per optimizer step, reached by gradient accumulation (paper: 4194304); "
-    "default: one micro-batch per process",
-    "steps": "total optimizer steps (the cosine schedule ends here)",
-    "lr": "peak learning rate (default: the paper's for the named size, 3e-4 or 1.5e-4; 3e-4 otherwise)",
-    "min_lr_ratio": "final rate as a fraction of the peak (paper: 0.1)",
-    "warmup_steps": "linear warm-up steps (paper: 2000; capped at 10%% of --steps)",
-    "weight_decay": "AdamW weight decay on matrices, none on norm gains (paper: 0.1)",
-    "beta1": "AdamW beta1 (paper: 0.9)",
-    "beta2": "AdamW beta2 (paper: 0.95)",
-    "eps": "AdamW epsilon",
-    "grad_clip": "clip the global gradient norm to this (paper: 1.0; 0 disables)",
-    "seed": "seed of initialization, document order and source sampling",
-    "save_every": "checkpoint every N steps (and at the end)",
-    "keep_checkpoints": "checkpoints to keep (oldest deleted first; 0 keeps all)",
-    "eval_every": "validation loss every N steps (and at the end)",
-    "eval_batches": "micro-batches of the val split per validation (0: none)",
-    "log_every": "log every N steps",
-    "compile": "torch.compile each transformer block",
-    "activation_checkpointing": "recompute each block's activations in backward (less memory, ~1/3 more compute)",
-    "device": "auto (cuda:LOCAL_RANK when available, else cpu), cpu, cuda",
-    "dtype": "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16",
-    "threads": "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)",
-}
+TRAIN_COMMAND_FLAGS = ("data", "config", "output", "mixture")  # flags of their own (required, parsed)
+TRAINING_FLAGS = tuple(f.name for f in documented_fields(TrainConfig) if f.name not in TRAIN_COMMAND_FLAGS)
 
 
 def reporting_errors(command: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -89,24 +65,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="continue from CHECKPOINT, or without a value from the latest one under --output",
     )
     parser.add_argument("--tokenizer", default=None, help="tokenizer.model to copy into checkpoints")
-    for field in dataclasses.fields(TrainConfig):
-        if field.name not in _TRAIN_HELP:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[field.name])
-        else:
-            parser.add_argument(flag, type=_field_type(field), default=None, help=_TRAIN_HELP[field.name])
+    add_arguments(parser, TrainConfig, TRAINING_FLAGS)
     parser.set_defaults(func=reporting_errors("train", run_train))
-
-
-def _field_type(field: dataclasses.Field) -> type:
-    text = str(field.type)
-    if "float" in text:
-        return float
-    if "int" in text:
-        return int
-    return str
 
 
 def parse_mixture(value: str | None) -> dict[str, float]:
@@ -130,22 +90,16 @@ def parse_mixture(value: str | None) -> dict[str, float]:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The --train-config file's settings, then the command's flags; typed and checked by build_config."""
     settings: dict = {}
     if args.train_config:
         path = Path(args.train_config)
         settings = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown training settings {unknown}")
     settings.update(data=args.data, output=args.output, config=args.config)
     if args.mixture is not None or "mixture" not in settings:
         settings["mixture"] = parse_mixture(args.mixture)
-    for name in _TRAIN_HELP:
-        value = getattr(args, name, None)
-        if value is not None:
-            settings[name] = value
-    return TrainConfig(**settings)
+    settings.update(given_values(args, TrainConfig, TRAINING_FLAGS))
+    return build_config(TrainConfig, settings, args.train_config or "train")
 
 
 def run_train(args: argparse.Namespace) -> int:

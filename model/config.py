@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filters.options import option
 
 
 @dataclass
@@ -119,33 +121,43 @@ def default_learning_rate(config_name: str) -> float:
 class TrainConfig:
     """Training settings; defaults are the paper's recipe (section 2.4) except sizes a run must choose."""
 
-    data: str = ""
-    output: str = "out/train"
-    config: str = "tiny"
-    seq_len: int | None = None  # None: the model's max_seq_len (2048 in the paper)
-    micro_batch_size: int = 8  # sequences per forward pass per process
-    batch_tokens: int | None = None  # global tokens per optimizer step (paper: 4M); None: one micro-batch per rank
-    steps: int = 1000
-    lr: float | None = None  # peak rate; None: the paper's value for the named size (3e-4 / 1.5e-4)
-    min_lr_ratio: float = 0.1  # cosine ends at 10% of the peak
-    warmup_steps: int = 2000  # capped at 10% of `steps` for short runs
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    mixture: dict[str, float] = field(default_factory=dict)  # source -> weight; empty: sample by token count
-    seed: int = 0
-    save_every: int = 1000
-    keep_checkpoints: int = 3
-    eval_every: int = 500
-    eval_batches: int = 20
-    log_every: int = 10
-    compile: bool = False
-    activation_checkpointing: bool = False
-    device: str = "auto"  # auto: cuda when available (LOCAL_RANK picks the GPU), else cpu
-    dtype: str = "auto"  # auto: bfloat16 autocast on GPU, float32 on CPU
-    threads: int | None = None  # CPU intra-op threads; None: torch's default
+    data: str = option("", "token dataset directory (manifest.json + train/ val/)")
+    output: str = option("out/train", "checkpoints, metrics.jsonl and tensorboard/ go here")
+    config: str = option("tiny", "model: a named config or a params.json file")
+    seq_len: int | None = option(None, "tokens per sequence (default: the config's max_seq_len; the paper's 2048)")
+    micro_batch_size: int = option(8, "sequences per forward pass per process")
+    batch_tokens: int | None = option(
+        None,
+        "global tokens per optimizer step, reached by gradient accumulation (paper: 4194304); "
+        "default: one micro-batch per process",
+    )
+    steps: int = option(1000, "total optimizer steps (the cosine schedule ends here)")
+    lr: float | None = option(
+        None, "peak learning rate (default: the paper's for the named size, 3e-4 or 1.5e-4; 3e-4 otherwise)"
+    )
+    min_lr_ratio: float = option(0.1, "final rate as a fraction of the peak (paper: 0.1)")
+    warmup_steps: int = option(2000, "linear warm-up steps (paper: 2000; capped at 10% of --steps)")
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices, none on norm gains (paper: 0.1)")
+    beta1: float = option(0.9, "AdamW beta1 (paper: 0.9)")
+    beta2: float = option(0.95, "AdamW beta2 (paper: 0.95)")
+    eps: float = option(1e-8, "AdamW epsilon")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (paper: 1.0; 0 disables)")
+    mixture: dict[str, float] = option(help="source -> weight; empty: sample by token count", factory=dict)
+    seed: int = option(0, "seed of initialization, document order and source sampling")
+    save_every: int = option(1000, "checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(3, "checkpoints to keep (oldest deleted first; 0 keeps all)")
+    eval_every: int = option(500, "validation loss every N steps (and at the end)")
+    eval_batches: int = option(20, "micro-batches of the val split per validation (0: none)")
+    log_every: int = option(10, "log every N steps")
+    compile: bool = option(False, "torch.compile each transformer block")
+    activation_checkpointing: bool = option(
+        False, "recompute each block's activations in backward (less memory, ~1/3 more compute)"
+    )
+    device: str = option("auto", "auto (cuda:LOCAL_RANK when available, else cpu), cpu, cuda")
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16")
+    threads: int | None = option(
+        None, "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)"
+    )
 
     def effective_warmup(self) -> int:
         return max(1, min(self.warmup_steps, self.steps // 10))

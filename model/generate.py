@@ -24,7 +24,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return latest
 
 
-def load_model(
+def load_checkpoint_model(
     checkpoint: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> Transformer:
     """The model of a checkpoint, in eval mode, without a throw-away random initialization."""
@@ -125,7 +125,7 @@ def generate_text(
         raise FileNotFoundError(f"no tokenizer at {tokenizer_path}: pass --tokenizer")
     tokenizer = Tokenizer(str(tokenizer_path))
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    model = load_model(directory, device=device, dtype=dtype)
+    model = load_checkpoint_model(directory, device=device, dtype=dtype)
     if tokenizer.n_words != model.args.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.n_words} words but the model {model.args.vocab_size}")
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

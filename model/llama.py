@@ -202,7 +202,7 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def reset_rope(self) -> None:
         """(Re)build the float32 rotary table on the parameters' device: after `to_empty`, or after loading
-        weights into a meta-device model (see `model.generate.load_model`)."""
+        weights into a meta-device model (see `model.generate.load_checkpoint_model`)."""
         freqs_cis = rope_frequencies(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta)
         self.freqs_cis = freqs_cis.to(self.output.weight.device)
 

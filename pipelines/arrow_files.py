@@ -2,9 +2,8 @@
 
 Every file `prepare` writes (intermediate documents, key tables, decisions, final shards) goes through
 `AtomicArrowWriter`: rows stream into a temporary name in the target folder, and only a complete file is
-renamed to its final name, so a killed run never leaves a file a reader would take as finished. Local
-files are read through a memory map (a record batch is a zero-copy view); remote ones through a seekable
-Beam file, so reading one batch or a slice does not download the whole file.
+renamed to its final name, so a killed run never leaves a file a reader would take as finished. Reading
+uses `filters.prepared.open_arrow` (a memory map locally, a lazy seekable file remotely).
 
 Routed files hold the key tables corpus-level stages exchange: each record batch is sorted by its uint64
 `route` column, so the rows of a route range are a binary search away in every batch.
@@ -12,11 +11,12 @@ Routed files hold the key tables corpus-level stages exchange: each record batch
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,17 +26,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from filters.key_tables import ROUTE
+from filters.prepared import MANIFEST_NAME, is_local, join, open_arrow
 
 HISTOGRAM_BITS = 8  # routed files record how many rows fall in each of 256 slices of the route space
-
-
-def is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def join(*parts: str) -> str:
-    """Join path parts for local paths and URLs (gs://, s3://) alike."""
-    return FileSystems.join(*parts) if not is_local(parts[0]) else posixpath.join(*parts)
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -199,27 +191,6 @@ class AtomicArrowWriter:
             self.abort()
 
 
-def open_arrow(path: str) -> pa.ipc.RecordBatchFileReader:
-    """A reader over an Arrow IPC file: memory-mapped when local, seekable and lazy when remote."""
-    if is_local(path):
-        return pa.ipc.open_file(pa.memory_map(path, "r"))
-    return pa.ipc.open_file(pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)))
-
-
-def iter_batches(path: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a file, one at a time (never the whole file in memory)."""
-    reader = open_arrow(path)
-    for index in range(reader.num_record_batches):
-        batch = reader.get_batch(index)
-        yield batch.select(list(columns)) if columns is not None else batch
-
-
-def read_table(path: str, columns: Sequence[str] | None = None) -> pa.Table:
-    reader = open_arrow(path)
-    table = reader.read_all()
-    return table.select(list(columns)) if columns is not None else table
-
-
 def write_table(path: str, table: pa.Table, compression: str | None = None) -> int:
     with AtomicArrowWriter(path, table.schema, compression, batch_rows=None) as writer:
         writer.write_table(table)
@@ -287,3 +258,8 @@ def read_route_range(path: str, low: int, high: int | None) -> pa.Table:
     if not pieces:
         return reader.schema.empty_table()
     return pa.concat_tables(pieces)
+
+
+def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
+    """A prepared or token directory's manifest.json, written atomically (and last: see filters.prepared)."""
+    write_bytes(join(directory, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())

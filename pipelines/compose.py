@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA
-from pipelines.arrow_files import AtomicArrowWriter, iter_batches, join
+from filters.prepared import BATCH_ROWS, DOCUMENTS_DIR, REJECTED_DIR, iter_batches, shard_name
+from pipelines.arrow_files import AtomicArrowWriter, join
 from pipelines.exchange import Info
-from pipelines.shards import BATCH_ROWS, DOCUMENTS_DIR, REJECTED_DIR, shard_name
 from pipelines.workdir import UnitRunner
 
 STEP = "compose"

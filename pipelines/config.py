@@ -4,7 +4,7 @@
     [reader]            # pipelines.formats.ReaderConfig fields
     [shards]            # ShardConfig fields
     [gopher_quality]    # one table per stage: the fields of that stage's Config dataclass
-    min_words = 50
+    min_doc_words = 50
 
 Defaults live in the dataclasses (each citing its source); `llamaprep prepare --print-config` prints the
 effective configuration. `--set section.key=value` overrides any field.
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from filters.base import ConfigError, build_config
+from filters.options import ConfigError, build_config, option
 from pipelines.formats import ReaderConfig
 
 # LLaMA's CommonCrawl recipe without a trained quality model (add "quality" with --quality-model): exact and
@@ -45,7 +45,7 @@ DEFAULT_TARGET_SHARD_BYTES = 256 * 1024 * 1024
 class ShardConfig:
     target_bytes: int = DEFAULT_TARGET_SHARD_BYTES  # text bytes per shard before compression
     compression: str = "zstd"  # Arrow IPC buffer compression: zstd, lz4 or none
-    split_by_language: bool = False  # one shard set per language (documents/<lang>/), as CCNet's split_by_lang
+    split_by_language: bool = option(False, "one shard set per language (documents/<lang>/), as CCNet's split_by_lang")
 
     def validate(self) -> None:
         if self.target_bytes <= 0:
@@ -117,7 +117,12 @@ def build_prepare_config(data: Mapping[str, Any]) -> PrepareConfig:
     """Validate a config mapping: stage names, every section's fields and types."""
     from pipelines.stages import stage_config_class
 
-    stages = list(data.get("stages", DEFAULT_STAGES))
+    stages = data.get("stages", DEFAULT_STAGES)
+    if not isinstance(stages, list | tuple) or not all(isinstance(name, str) for name in stages):
+        raise ConfigError(
+            f'stages must be a list of stage names, e.g. stages = ["normalize", "langid"]; got {stages!r}'
+        )
+    stages = list(stages)
     if len(set(stages)) != len(stages):
         raise ConfigError(f"stages lists a stage twice: {stages}")
     stage_options: dict[str, dict[str, Any]] = {}
@@ -138,8 +143,20 @@ def build_prepare_config(data: Mapping[str, Any]) -> PrepareConfig:
     )
 
 
-def load_prepare_config(path: str | None, overrides: Sequence[str] = ()) -> PrepareConfig:
+def load_prepare_config(
+    path: str | None,
+    overrides: Sequence[str] = (),
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+    stages: str | None = None,
+) -> PrepareConfig:
+    """The config file, then the command's config flags ({section: {field: value}}), then `--stages`,
+    then `--set section.key=value` overrides, each winning over the ones before."""
     data = read_config_file(path) if path else {}
+    for section, values in (flags or {}).items():
+        existing = data.get(section)
+        data[section] = {**(existing if isinstance(existing, Mapping) else {}), **values}
+    if stages is not None:
+        overrides = [f"stages={stages}", *overrides]
     return build_prepare_config(apply_overrides(data, overrides))
 
 

@@ -22,23 +22,25 @@ rejected ones carry the cluster they were folded into.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.base import ConfigError, build_config
+from filters.base import Configurable
 from filters.document import Document, Rejection
 from filters.exact_dedup import NORMALIZATIONS, ExactKeys, exact_decisions
-from filters.key_tables import ROUTE, ref_row, ref_task, scatter
+from filters.key_tables import ROUTE, ref_row, ref_task, runs, scatter
 from filters.line_dedup import LineKeys, line_removals, remove_lines
 from filters.minhash import SHINGLE_TYPES, MinHasher, optimal_bands
 from filters.near_duplicates import NearDuplicateKeys, band_edges, component_labels, jaccard_estimates
+from filters.options import ConfigError
+from filters.prepared import read_table
 from filters.survivors import check_keep_rule, choose_survivors, represented
-from pipelines.arrow_files import read_table, write_routed
+from pipelines.arrow_files import write_routed
 from pipelines.connected_components import DEFAULT_MAX_ROUNDS, ConnectedComponents
 from pipelines.exchange import FileExchange, Info
 from pipelines.workdir import UnitRunner, WorkDir, unit_of_task
@@ -58,18 +60,9 @@ class StageContext:
         return WorkDir(self.output).file(self.keys_step, "nodes", unit_of_task(task))
 
 
-class GlobalStage:
-    """Base of corpus-level stages: `Cls(config)` or `Cls.from_options(mapping)`."""
-
-    name: ClassVar[str]
-    Config: ClassVar[type]
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> GlobalStage:
-        return cls(build_config(cls.Config, options, cls.name))
+class GlobalStage(Configurable):
+    """Base of corpus-level stages: the key builder of the phase before, the decision steps, and the
+    applier of the phase after."""
 
     def key_builder(self) -> Any:
         raise NotImplementedError
@@ -274,7 +267,7 @@ def lookup_nodes(context: StageContext, refs: np.ndarray, columns: list[str]) ->
     sorted_refs = refs[order]
     tasks = ref_task(sorted_refs)
     pieces = []
-    for start, stop in _runs(tasks):
+    for start, stop in runs(tasks):
         table = read_table(context.node_file(int(tasks[start])), columns)
         pieces.append(table.take(pa.array(ref_row(sorted_refs[start:stop]))))
     if not pieces:
@@ -283,41 +276,24 @@ def lookup_nodes(context: StageContext, refs: np.ndarray, columns: list[str]) ->
     return gathered.take(pa.array(np.argsort(order, kind="stable")))
 
 
-def _runs(values: np.ndarray) -> Iterator[tuple[int, int]]:
-    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.empty(0, dtype=int)
-    yield from zip(starts.tolist(), np.r_[starts[1:], len(values)].tolist(), strict=True)
-
-
 def _signatures(nodes: pa.Table) -> np.ndarray:
     data = nodes.column("signature").combine_chunks()
     width = data.type.byte_width
     return np.frombuffer(data.buffers()[1], dtype=np.uint32, count=len(data) * width // 4, offset=data.offset * width)
 
 
-class _BandPass(UnitRunner):
+def candidate_edges(context: StageContext, config: MinHashDedupConfig, rows: pa.Table) -> tuple[pa.Table, Info]:
     """Candidate edges of one partition of the band-key space (verified against signatures if asked)."""
-
-    def __init__(self, context: StageContext, config: MinHashDedupConfig) -> None:
-        super().__init__(context.output, context.step)
-        self._context = context
-        self._config = config
-
-    def work(self, item: Info, name: str, rows: pa.Table | None) -> list[Info]:
-        if rows is None:
-            return []
-        config = self._config
-        edges = band_edges(rows, config.pairwise_bucket_size if config.verify else 0)
-        metrics = {"minhash_dedup.candidate_edges": edges.num_rows}
-        if config.verify and edges.num_rows:
-            first = _signatures(lookup_nodes(self._context, edges.column(ROUTE).to_numpy(), ["signature"]))
-            second = _signatures(lookup_nodes(self._context, edges.column("anchor").to_numpy(), ["signature"]))
-            width = config.num_perm
-            similar = jaccard_estimates(first.reshape(-1, width), second.reshape(-1, width)) >= config.threshold
-            metrics["minhash_dedup.candidates_rejected"] = int((~similar).sum())
-            edges = edges.filter(pa.array(similar))
-        info = write_routed(self.workdir.file(self.step, "edges", name), edges)
-        info["metrics"] = metrics
-        return [info]
+    edges = band_edges(rows, config.pairwise_bucket_size if config.verify else 0)
+    metrics = {"minhash_dedup.candidate_edges": edges.num_rows}
+    if config.verify and edges.num_rows:
+        first = _signatures(lookup_nodes(context, edges.column(ROUTE).to_numpy(), ["signature"]))
+        second = _signatures(lookup_nodes(context, edges.column("anchor").to_numpy(), ["signature"]))
+        width = config.num_perm
+        similar = jaccard_estimates(first.reshape(-1, width), second.reshape(-1, width)) >= config.threshold
+        metrics["minhash_dedup.candidates_rejected"] = int((~similar).sum())
+        edges = edges.filter(pa.array(similar))
+    return edges, metrics
 
 
 def cluster_decisions(context: StageContext, nodes: np.ndarray, labels: np.ndarray) -> pa.Table:
@@ -328,21 +304,10 @@ def cluster_decisions(context: StageContext, nodes: np.ndarray, labels: np.ndarr
     )
 
 
-class _Clusters(UnitRunner):
+def clusters(context: StageContext, edges: pa.Table) -> tuple[pa.Table, Info]:
     """Local runs: connected components of all candidate edges in one step (scipy), then survivors."""
-
-    def __init__(self, context: StageContext) -> None:
-        super().__init__(context.output, context.step + "-clusters")
-        self._context = context
-
-    def work(self, item: Info, name: str, edges: pa.Table | None) -> list[Info]:
-        if edges is None:
-            return []
-        nodes, labels = component_labels(edges)
-        decisions = cluster_decisions(self._context, nodes, labels)
-        info = write_routed(self.workdir.file(self.step, "decisions", name), decisions)
-        info["metrics"] = {"minhash_dedup.clustered_documents": len(nodes)}
-        return [info]
+    nodes, labels = component_labels(edges)
+    return cluster_decisions(context, nodes, labels), {"minhash_dedup.clustered_documents": len(nodes)}
 
 
 def _edge_tuples(info: Info) -> Iterator[tuple[int, int]]:
@@ -401,9 +366,14 @@ class MinHashDedup(GlobalStage):
         return DecisionApplier(decisions, "minhash_dedup.near_duplicate", lambda doc: doc.dup_cluster or doc.id)
 
     def decide(self, exchange: Any, keys: beam.PCollection, context: StageContext) -> Decided:
-        edges = exchange.group(context.step, keys, _BandPass(context, self.config))
+        config = self.config
+        edges = exchange.group(
+            context.step, keys, _PartitionRunner(context, lambda rows: candidate_edges(context, config, rows), "edges")
+        )
         if isinstance(exchange, FileExchange):
-            decisions = exchange.gather_all(context.step + "-clusters", edges, _Clusters(context))
+            step = dataclasses.replace(context, step=context.step + "-clusters")
+            runner = _PartitionRunner(step, lambda edges: clusters(context, edges), "decisions")
+            decisions = exchange.gather_all(step.step, edges, runner)
             return decisions, [edges, decisions]
         labelled = (
             edges

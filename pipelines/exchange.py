@@ -33,8 +33,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.key_tables import ROUTE, TASK
-from pipelines.arrow_files import HISTOGRAM_BITS, iter_batches, read_route_range, read_table
+from filters.key_tables import ROUTE, TASK, ref_task, runs
+from filters.prepared import iter_batches, read_table
+from pipelines.arrow_files import HISTOGRAM_BITS, read_route_range
 
 Info = dict[str, Any]
 SLICES = 1 << HISTOGRAM_BITS
@@ -227,9 +228,8 @@ class _SplitByTask(beam.DoFn):
         if not info.get("rows"):
             return
         table = read_table(info["path"])
-        tasks = (table.column(ROUTE).to_numpy() >> np.uint64(32)).astype(np.int64)
-        starts = np.flatnonzero(np.r_[True, tasks[1:] != tasks[:-1]])
-        for start, stop in zip(starts, np.r_[starts[1:], len(tasks)], strict=True):
+        tasks = ref_task(table.column(ROUTE).to_numpy())
+        for start, stop in runs(tasks):
             yield int(tasks[start]), _ipc(table.slice(start, stop - start))
 
 

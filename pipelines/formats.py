@@ -16,12 +16,12 @@ import posixpath
 import re
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from filters.base import ConfigError
 from filters.document import Document
+from filters.options import ConfigError, option
 
 FORMATS = ("wet", "warc", "jsonl", "parquet", "text")
 
@@ -30,16 +30,16 @@ FORMATS = ("wet", "warc", "jsonl", "parquet", "text")
 class ReaderConfig:
     """How to read inputs. Field paths may be dotted (`metadata.url`); the first present one wins."""
 
-    format: str | None = None  # None: detect from the file name
-    text_field: str = "text"
+    format: str | None = option(None, f"input format: {', '.join(FORMATS)} (default: from file names)")
+    text_field: str = option("text", "JSONL/Parquet field holding the text")
     id_fields: tuple[str, ...] = ("id",)
     url_fields: tuple[str, ...] = ("url", "metadata.warc_url", "metadata.url")
     date_fields: tuple[str, ...] = ("date", "created", "metadata.warc_date", "timestamp")
     source_field: str = "source"
-    source: str | None = None  # overrides per-record sources
+    source: str | None = option(None, "source label for every document (default: from records or file names)")
     max_document_bytes: int = 8_000_000  # larger documents are dropped as `reader.too_large`
     html_main_content: bool = True  # WARC: resiliparse main-content extraction (boilerplate removal)
-    limit: int | None = None  # read at most this many documents in all (first ones, in input order)
+    limit: int | None = option(None, "read only the first N documents, in input order (sampling a dump)")
 
     def validate(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -72,7 +72,6 @@ class Oversized:
 
     doc: Document
     size: int
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 Record = Document | Skip | Repaired | Oversized

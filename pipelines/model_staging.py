@@ -2,8 +2,8 @@
 
 fastText and KenLM open local files only. Each worker copies a model once into a per-URL cache file under
 the temp directory (written to a temporary name, then renamed, so concurrent workers never read a partial
-copy) and every later load on that machine reuses it. Importing this module registers the fetcher with
-`filters.model_files`.
+copy) and every later load on that machine reuses it. `install` gives the fetcher to `filters.model_files`;
+every pipeline that sets up stages calls it first.
 """
 
 from __future__ import annotations
@@ -51,4 +51,6 @@ def fetch_to_local(url: str, cache_dir: str | None = None) -> str:
     return local
 
 
-register_remote_fetcher(fetch_to_local)
+def install() -> None:
+    """Let stages load models from URLs (called in each worker's setup, before the stages' own)."""
+    register_remote_fetcher(fetch_to_local)

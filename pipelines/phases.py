@@ -27,8 +27,10 @@ import pyarrow as pa
 from filters.base import run_stages
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, Document, Rejection
 from filters.langid import language_partition_key
+from filters.prepared import iter_batches
 from filters.registry import load_entry
-from pipelines.arrow_files import AtomicArrowWriter, RoutedWriter, iter_batches
+from pipelines import model_staging
+from pipelines.arrow_files import AtomicArrowWriter, RoutedWriter
 from pipelines.config import PrepareConfig
 from pipelines.dedup import GlobalStage
 from pipelines.exchange import Info
@@ -209,10 +211,11 @@ class PhaseRunner(UnitRunner):
 
     def setup(self) -> None:
         super().setup()
+        model_staging.install()
         config = self.context.config
         self._stages = build_stages(self.phase.stages, config.stage_options)
         for stage in self._stages:
-            stage.setup()
+            stage.ensure_setup()
         self._applies = global_stage(config, self.phase.applies) if self.phase.applies else None
         self._keys_for = global_stage(config, self.phase.keys_for) if self.phase.keys_for else None
 

@@ -1,5 +1,5 @@
-"""`llamaprep prepare`: raw inputs -> per-document stages and corpus-level dedup in config order -> Arrow
-shards, for corpora far larger than memory, resumable after a kill, on every core.
+"""`llamaprep prepare` (its flags: `pipelines.commands`): raw inputs -> per-document stages and dedup in
+config order -> Arrow shards, for corpora far larger than memory, resumable after a kill, on every core.
 
 The job is built from resumable units that stream files, never from collections of documents:
 
@@ -29,24 +29,23 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from filters.base import ConfigError
 from filters.document import SCHEMA_VERSION
-from pipelines.arrow_files import delete, exists, join, read_bytes, write_bytes
+from filters.options import ConfigError
+from filters.prepared import DOCUMENTS_DIR, MANIFEST_NAME, REJECTED_DIR, read_manifest
+from pipelines.arrow_files import delete, exists, join, read_bytes, write_bytes, write_manifest
+from pipelines.commands import LOCAL_RUNNER, prepare_flag_values
 from pipelines.compose import ShardWriter, plan_shards
 from pipelines.config import PrepareConfig, dump_config, load_prepare_config
 from pipelines.dedup import StageContext
 from pipelines.exchange import FileExchange, Info, RunUnits, ShuffleExchange, Spread
-from pipelines.formats import FORMATS
 from pipelines.phases import PhaseRunner, RunContext, global_stage, plan_phases
 from pipelines.progress import Progress, follow_dataflow
 from pipelines.readers import check_inputs, parse_input, plan_tasks
-from pipelines.runners import LOCAL_RUNNER, add_runner_arguments, pipeline_options, run_pipeline
-from pipelines.shards import DOCUMENTS_DIR, MANIFEST_NAME, REJECTED_DIR, read_manifest, write_manifest
+from pipelines.runners import pipeline_options, run_pipeline
 from pipelines.workdir import RunLock, WorkDir, fault_injection, fingerprint
 
 SUMMARY_NAME = "summary.json"
 SHARDS_NAME = "shards.json"
-EXCHANGES = ("auto", "files", "shuffle")
 
 
 def tool_version() -> str:
@@ -276,14 +275,11 @@ def parse_bytes(text: str) -> int:
     return int(number * scale)
 
 
-DEFAULT_MEMORY_BUDGET = "96M"  # keeps a local run near 0.5 GB; more passes cost one slice read per key file each
-
-
 # ---------------------------------------------------------------- the command
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    config = load_prepare_config(args.config, _overrides(args))
+    config = load_prepare_config(args.config, list(args.set or []), prepare_flag_values(args), args.stages)
     if args.print_config:
         sys.stdout.write(dump_config(config))
         return 0
@@ -326,10 +322,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         resumed = open_output(output, run, args.overwrite)
         workdir = WorkDir(output)
         if resumed:
-            done = sum(1 for _ in workdir.markers(plan[-1].step))
             print(
-                f"resuming the unfinished run in {output} ({done} of {len(tasks)} files through all phases)",
-                file=sys.stderr,
+                f"resuming the unfinished run in {output} ({resume_point(workdir, plan, len(tasks))})", file=sys.stderr
             )
         else:
             workdir.start(run, tasks)
@@ -356,6 +350,15 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0 if manifest["counts"]["balanced"] else 1
 
 
+def resume_point(workdir: WorkDir, plan: list[Any], tasks: int) -> str:
+    """Where an unfinished run stands: the last phase any file reached, and how many files finished it."""
+    for phase in reversed(plan):
+        done = sum(1 for _ in workdir.markers(phase.step))
+        if done:
+            return f"phase {phase.index + 1} of {len(plan)}: {done} of {tasks} files done"
+    return f"no file finished phase 1 of {len(plan)} yet"
+
+
 def _is_dry_run(options: PipelineOptions) -> bool:
     return bool(options.get_all_options().get("dry_run"))
 
@@ -370,14 +373,6 @@ def print_summary(output: str, manifest: dict[str, Any]) -> None:
         print(f"  skipped {reason}: {n} (records that were not documents)")
     if not counts["balanced"]:
         print("  ACCOUNTING MISMATCH: read != kept + dropped", file=sys.stderr)
-
-
-SUGAR_FLAGS = {
-    "languages": "langid.languages",
-    "min_language_score": "langid.min_score",
-    "quality_model": "quality.model_path",
-    "min_quality": "quality.min_score",
-}
 
 
 def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -395,70 +390,3 @@ def summary_record(manifest: dict[str, Any]) -> dict[str, Any]:
         "shuffle_bytes": {name: s["bytes"] for name, s in manifest["shuffle"]["stages"].items()},
         "peak_rss_mb": peak_kb / 1024,
     }
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = []
-    if args.stages is not None:
-        overrides.append(f"stages={args.stages}")
-    for name in ("format", "text_field", "limit", "source"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides.append(f"reader.{name}={value}")
-    if args.target_shard_mb is not None:
-        overrides.append(f"shards.target_bytes={int(args.target_shard_mb * 1024 * 1024)}")
-    if args.split_by_language:
-        overrides.append("shards.split_by_language=true")
-    for flag, key in SUGAR_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    return overrides + list(args.set or [])
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "prepare",
-        help="clean, filter and deduplicate raw corpora into Arrow shards",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "inputs", nargs="*", metavar="INPUT", help="paths, globs, dirs or URLs; LABEL=PATTERN sets the source"
-    )
-    parser.add_argument("--output", "-o", help="output directory (local, gs://, s3://)")
-    parser.add_argument("--config", "-c", help="TOML or YAML config file (see --print-config)")
-    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config value")
-    parser.add_argument("--stages", help="comma-separated stage order (overrides the config's `stages`)")
-    parser.add_argument("--format", choices=FORMATS, help="input format (default: from file names)")
-    parser.add_argument("--text-field", help="JSONL/Parquet field holding the text (default: text)")
-    parser.add_argument("--source", help="source label for every document (default: from records or file names)")
-    parser.add_argument("--limit", type=int, help="read only the first N documents (sampling a dump)")
-    parser.add_argument("--target-shard-mb", type=float, help="approximate text size of one shard (default 256)")
-    parser.add_argument("--languages", help="langid: keep only these languages (comma-separated, e.g. en,de)")
-    parser.add_argument("--min-language-score", type=float, help="langid: minimum top-language score (0.5)")
-    parser.add_argument("--quality-model", help="quality: fastText model from `llamaprep quality train`")
-    parser.add_argument("--min-quality", type=float, help="quality: minimum probability of the positive label")
-    parser.add_argument("--split-by-language", action="store_true", help="one shard set per language")
-    parser.add_argument("--keep-rejected", action="store_true", help="also write dropped documents to OUT/rejected/")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace prepared data or an unfinished run already in --output"
-    )
-    parser.add_argument(
-        "--memory-budget",
-        default=DEFAULT_MEMORY_BUDGET,
-        help="local runs: memory for the dedup key state held at once, shared by the workers (e.g. 512M, 2G); "
-        "larger key sets are decided in more passes (default %(default)s)",
-    )
-    parser.add_argument(
-        "--exchange",
-        choices=EXCHANGES,
-        default="auto",
-        help="how dedup keys move between tasks: files (memory-budgeted passes; the local default) or shuffle "
-        "(Beam GroupByKey; the default on distributed runners)",
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line and no summary")
-    parser.add_argument("--print-config", action="store_true", help="print the effective configuration and exit")
-    parser.add_argument("--print-summary-json", action="store_true", help="end with one JSON line of counts")
-    add_runner_arguments(parser)
-    parser.set_defaults(func=run_prepare)

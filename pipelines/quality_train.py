@@ -16,12 +16,13 @@ from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from filters.base import ConfigError
 from filters.classifier_metrics import binary_report
 from filters.document import Document
 from filters.model_files import is_url
+from filters.options import ConfigError, build_config, given_values
 from filters.quality import QualityClassifier, QualityConfig
 from filters.quality_training import TrainingParams, train_quality_model
+from pipelines import model_staging
 from pipelines.readers import iter_documents_from
 
 
@@ -40,18 +41,7 @@ def _label(doc: Document, field: str) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    params = TrainingParams(
-        seed=args.seed,
-        valid_fraction=args.valid_fraction,
-        max_per_class=args.max_per_class,
-        epoch=args.epoch,
-        lr=args.lr,
-        word_ngrams=args.word_ngrams,
-        dim=args.dim,
-        min_count=args.min_count,
-        bucket=args.bucket,
-        threshold=args.threshold,
-    )
+    params = build_config(TrainingParams, given_values(args, TrainingParams), "quality train")
     with tempfile.TemporaryDirectory(prefix="llamaprep-quality-") as tmp:
         local_output = os.path.join(tmp, "quality.bin") if is_url(args.output) else args.output
         try:
@@ -81,47 +71,8 @@ def run_eval(args: argparse.Namespace) -> int:
             texts.append(text)
     if not texts:
         raise ConfigError("nothing to evaluate: give --labeled, or --positive and --negative")
+    model_staging.install()
     classifier = QualityClassifier(QualityConfig(model_path=args.model, positive_label=args.positive_label))
-    classifier.setup()
     report = binary_report(labels, classifier.score(texts), args.threshold)
     print(report.format(f"evaluation of {args.model}"))
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    quality = subparsers.add_parser("quality", help="train and evaluate the fastText quality classifier")
-    commands = quality.add_subparsers(dest="quality_command", required=True, metavar="SUBCOMMAND")
-    defaults = TrainingParams()
-
-    train = commands.add_parser(
-        "train",
-        help="train a reference-vs-random-page classifier (LLaMA section 2.1)",
-        description="Positives: reference-quality pages (e.g. pages cited by Wikipedia); negatives: random "
-        "crawl pages. Classes are balanced by downsampling, a held-out split is reported.",
-    )
-    train.add_argument("--positive", nargs="+", required=True, help="inputs of positive documents")
-    train.add_argument("--negative", nargs="+", required=True, help="inputs of negative documents")
-    train.add_argument("--output", required=True, help="where to write the fastText model (.bin; local or URL)")
-    train.add_argument("--format", default=None, help="input format when it cannot be told from the file names")
-    train.add_argument("--seed", type=int, default=defaults.seed, help="sampling and fastText seed")
-    train.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction, help="held-out share")
-    train.add_argument("--max-per-class", type=int, default=None, help="cap on documents per class")
-    train.add_argument("--epoch", type=int, default=defaults.epoch)
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--word-ngrams", type=int, default=defaults.word_ngrams)
-    train.add_argument("--dim", type=int, default=defaults.dim)
-    train.add_argument("--min-count", type=int, default=defaults.min_count)
-    train.add_argument("--bucket", type=int, default=defaults.bucket, help="hash buckets of word n-grams")
-    train.add_argument("--threshold", type=float, default=defaults.threshold, help="threshold of the report")
-    train.set_defaults(func=run_train)
-
-    evaluate = commands.add_parser("eval", help="report precision/recall/F1/ROC-AUC of a model on labelled data")
-    evaluate.add_argument("--model", required=True, help="fastText quality model")
-    evaluate.add_argument("--labeled", nargs="+", help="inputs whose documents carry a 0/1 label field")
-    evaluate.add_argument("--label-field", default="label", help="metadata field holding the label")
-    evaluate.add_argument("--positive", nargs="+", help="inputs of positive documents")
-    evaluate.add_argument("--negative", nargs="+", help="inputs of negative documents")
-    evaluate.add_argument("--format", default=None)
-    evaluate.add_argument("--positive-label", default=QualityConfig.positive_label)
-    evaluate.add_argument("--threshold", type=float, default=defaults.threshold)
-    evaluate.set_defaults(func=run_eval)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from filters.base import ConfigError
 from filters.document import Document, Rejection
+from filters.options import ConfigError
 from pipelines.formats import Oversized, ReaderConfig, Record, Skip, detect_format, parse_stream
 
 LOG = logging.getLogger(__name__)

@@ -17,26 +17,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from filters.base import ConfigError
+from filters.options import ConfigError
+from pipelines.commands import LOCAL_RUNNER
 
-LOCAL_RUNNER = "local"
 METRICS_NAMESPACE = "llamaprep"
-
-
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("runner (other standard Beam flags such as --project are passed through)")
-    group.add_argument(
-        "--runner",
-        default=LOCAL_RUNNER,
-        help="'local' (in-process FnApiRunner, the default), DataflowRunner, PortableRunner, FlinkRunner, SparkRunner",
-    )
-    group.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="local runner only: run bundles in N worker processes (multi_processing mode)",
-    )
-    parser.set_defaults(beam_args=True)
 
 
 def _known_beam_flags() -> set[str]:

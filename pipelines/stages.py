@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from filters.base import ConfigError, Stage
+from filters.base import Stage
+from filters.options import ConfigError
 from filters.registry import STAGES, load_entry, stage_class
 
 GLOBAL_STAGES: dict[str, str] = {

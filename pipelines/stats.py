@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.shards import DOCUMENTS_DIR, iter_texts, read_manifest, shard_paths
+from filters.prepared import DOCUMENTS_DIR, iter_texts, read_manifest, shard_paths
 
 BYTES_PER_TOKEN_ESTIMATE = 4.0  # rough average for English BPE vocabularies (~32k); an estimate only
 PERCENTILES = (5, 25, 50, 75, 95, 99)
@@ -292,13 +292,3 @@ def run_stats(args: argparse.Namespace) -> int:
             f.write(page)
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "stats", help="summarize a prepared or token directory (table, --json, --html report)"
-    )
-    parser.add_argument("directory", help="a prepared directory or a token directory (with manifest.json)")
-    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
-    parser.add_argument("--json", action="store_true", help="print the statistics as JSON instead of a table")
-    parser.set_defaults(func=run_stats)

@@ -26,24 +26,24 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from filters.base import ConfigError
-from pipelines.arrow_files import ensure_dir, open_arrow, write_bytes
+from filters.document import UNKNOWN_LANGUAGE
+from filters.options import ConfigError
+from filters.prepared import MANIFEST_NAME, open_arrow, read_manifest, shard_paths
+from pipelines.arrow_files import ensure_dir, join, write_bytes, write_manifest
+from pipelines.commands import DEFAULT_TASK_DOCUMENTS
 from pipelines.exchange import Spread
-from pipelines.runners import METRICS_NAMESPACE, add_runner_arguments, counters, pipeline_options, run_pipeline
-from pipelines.shards import MANIFEST_NAME, join, read_manifest, shard_paths, write_manifest
+from pipelines.runners import METRICS_NAMESPACE, counters, pipeline_options, run_pipeline
 from tokenizer.split import SPLIT_HASH, split_of
 from tokenizer.token_shards import (
     SPLITS,
     TOKEN_SCHEMA_VERSION,
     TOKEN_SHARD_KIND,
-    UNKNOWN_LANGUAGE,
     token_dtype,
     token_table,
 )
 from tokenizer.tokenizer import Tokenizer
 
 STAGING_DIR = ".staging"
-DEFAULT_TASK_DOCUMENTS = 16384
 
 
 def token_shard_name(index: int, count: int) -> str:
@@ -193,7 +193,7 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
     return manifest
 
 
-def load_model(path: str) -> tuple[Tokenizer, bytes]:
+def load_tokenizer(path: str) -> tuple[Tokenizer, bytes]:
     """The tokenizer and its serialized model, read through Beam FileSystems (local, gs://, s3://)."""
     if not FileSystems.exists(path):
         raise FileNotFoundError(f"no SentencePiece model at {path}")
@@ -223,10 +223,15 @@ def manifest_header(
     }
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory unless asked to replace the old one."""
+def open_output(output: str, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory unless asked to replace the old one, and never replace a
+    directory of another kind (prepared documents)."""
     existing = [join(output, name) for name in (MANIFEST_NAME, *SPLITS, STAGING_DIR)]
     present = [path for path in existing if FileSystems.exists(path)]
+    if FileSystems.exists(join(output, MANIFEST_NAME)):
+        kind = read_manifest(output).get("kind")
+        if kind != TOKEN_SHARD_KIND:
+            raise ConfigError(f"{output} holds a {kind!r} directory, not token shards; choose another --output")
     if present and not overwrite:
         raise ConfigError(f"{output} already holds token shards; pass --overwrite to replace them")
     if present:
@@ -251,9 +256,9 @@ def tokenize(
         raise ConfigError("--task-documents must be at least 1")
     inputs = shard_paths(input_dir)
     if not inputs:
-        raise FileNotFoundError(f"{input_dir} has no documents/part-*.arrow shards (run `llamaprep prepare` first)")
-    tokenizer, model_proto = load_model(model_path)
-    prepare_output(output, overwrite)
+        raise FileNotFoundError(f"{input_dir} holds no documents (its manifest lists no shards)")
+    tokenizer, model_proto = load_tokenizer(model_path)
+    open_output(output, overwrite)
     header = manifest_header(input_dir, inputs, tokenizer, model_proto, val_fraction)
 
     def build(pipeline: beam.Pipeline) -> None:
@@ -307,33 +312,3 @@ def run(args: argparse.Namespace) -> int:
     if counts.get("tokens", total) != total:
         print(f"warning: Beam counted {counts['tokens']:,} tokens, the manifest {total:,}", file=sys.stderr)
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "tokenize",
-        help="turn prepared text shards into token shards for training",
-        description="Encode every document of a prepared directory as BOS + ids + EOS into memory-mappable "
-        "Arrow token shards, split into train/val by document-id hash, with a manifest of counts.",
-    )
-    parser.add_argument("shards", help="a prepared directory (output of `llamaprep prepare`)")
-    parser.add_argument("--tokenizer", required=True, help="a SentencePiece model file (ours or Meta's LLaMA one)")
-    parser.add_argument("--output", required=True, help="directory for the token shards and manifest.json")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.0, help="share of documents (by id hash) for validation"
-    )
-    parser.add_argument(
-        "--encode-threads",
-        type=int,
-        default=0,
-        help="SentencePiece threads per worker (default 1: --workers N uses N cores)",
-    )
-    parser.add_argument(
-        "--task-documents",
-        type=int,
-        default=DEFAULT_TASK_DOCUMENTS,
-        help="about N documents per parallel task and so per output shard (whole input record batches)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace token shards already in --output")
-    add_runner_arguments(parser)
-    parser.set_defaults(func=run)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from filters.base import ConfigError
+from filters.options import ConfigError
 from pipelines.arrow_files import delete, exists, is_local, join, read_bytes, write_bytes
 
 WORK_DIR_NAME = ".work"

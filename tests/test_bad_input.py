@@ -8,8 +8,8 @@ import json
 import pytest
 
 from filters.document import Document
+from filters.prepared import read_manifest, read_table, shard_paths
 from pipelines.formats import ReaderConfig, Skip, parse_stream
-from pipelines.shards import read_manifest, read_shard, shard_paths
 from tests.conftest import CC_JSONL, WARC_0
 
 
@@ -76,7 +76,7 @@ def test_pipeline_counts_every_kind_of_bad_record(tmp_path, cli):
     assert counts["dropped"] == {"reader.too_large": 1}
     assert counts["skipped"] == {"corrupt_compression": 1, "invalid_json": 1}
     assert counts["repaired"] == {"invalid_utf8": 1}
-    rejected = read_shard(shard_paths(str(out), "rejected")[0]).to_pylist()
+    rejected = read_table(shard_paths(str(out), "rejected")[0]).to_pylist()
     assert [(r["id"], r["drop_reason"]) for r in rejected] == [("huge", "reader.too_large")]
     assert json.loads(rejected[0]["metadata"])["original_bytes"] == len(huge.encode()) + 0
 

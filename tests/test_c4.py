@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from filters.base import ConfigError
 from filters.c4 import C4Config, C4Filter, c4_clean
 from filters.document import Document, Rejection
+from filters.options import ConfigError
 from filters.registry import stage_class
 
 SAMPLES = [json.loads(line) for line in (Path(__file__).parent / "data/heuristics/web_samples.jsonl").open()]
@@ -141,6 +141,7 @@ def test_options_from_cli_strings():
         C4Filter.from_options({"end_marks": ""})
 
 
+@pytest.mark.slow
 def test_long_words_and_huge_single_line():
     line = "This sentence ends well and has a " + "x" * 1001 + " word."
     assert c4_clean("\n".join([line] * 5), C4Config()).lines_removed["too_long_word"] == 5

@@ -15,15 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from filters.ccnet_normalize import normalize_line
+from filters.ccnet_normalize import normalize_line_for_dedup
 from filters.document import Document
 from filters.exact_dedup import ExactKeys, exact_decisions
 from filters.key_tables import TASK, make_ref, ref_row, ref_task
 from filters.line_dedup import LineKeys, line_removals, remove_lines
 from filters.near_duplicates import NearDuplicateKeys, band_edges, component_labels, jaccard_estimates
+from filters.prepared import read_manifest, read_table, shard_paths
 from filters.survivors import choose_survivors
 from pipelines.dedup import MinHashDedupConfig
-from pipelines.shards import read_manifest, read_shard, shard_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 CC_SAMPLE = ROOT / "data/samples/web/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
@@ -121,7 +121,7 @@ def ccnet_line_dedup_reference(parts: list[list[Document]]) -> dict[tuple[int, i
     for task, docs in enumerate(parts):
         for row, doc in enumerate(docs):
             for number, line in enumerate(doc.text.split("\n")):
-                key = normalize_line(line)
+                key = normalize_line_for_dedup(line)
                 if key and key in seen:
                     removed.setdefault((task, row), []).append(number)
                 seen.add(key)
@@ -225,7 +225,7 @@ def write_inputs(directory: Path, parts: list[list[Document]]) -> Path:
 
 def prepared(out: Path, kind: str = "documents") -> list[dict]:
     paths = shard_paths(str(out), kind)
-    return pa.concat_tables(read_shard(p) for p in paths).to_pylist() if paths else []
+    return pa.concat_tables(read_table(p) for p in paths).to_pylist() if paths else []
 
 
 def test_prepare_applies_exact_decisions_to_the_files(tmp_path, cli):
@@ -307,3 +307,15 @@ def test_same_survivors_whatever_the_exchange_budget_workers_and_input_order(tmp
     # a different order of the documents themselves changes which copy comes first, never the counts
     assert cli("prepare", write_inputs(tmp_path / "in2", split(shuffled, 4)), "--output", tmp_path / "s", *args) == 0
     assert dedup_outcome(tmp_path / "s")[2]["dropped"]["exact_dedup.duplicate"] == reasons["exact_dedup.duplicate"]
+
+
+def test_jaccard_estimates_are_datasketchs_leanminhash_jaccard():
+    from datasketch import LeanMinHash
+
+    config = MinHashDedupConfig()
+    signatures = np.stack([config.hasher().signature(doc.text) for doc in readme_docs()[:8]])
+    estimates = jaccard_estimates(signatures[:-1], signatures[1:])
+    for first, second, estimate in zip(signatures[:-1], signatures[1:], estimates, strict=True):
+        lean = [LeanMinHash(seed=config.seed, hashvalues=s, scheme="affine32") for s in (first, second)]
+        assert estimate == lean[0].jaccard(lean[1])
+    assert 0 < estimates.min() < estimates.max() <= 1  # versions of one README: similar, not identical

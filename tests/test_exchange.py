@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from filters.line_dedup import KEY_SCHEMA
+from filters.prepared import shard_paths
 from pipelines.arrow_files import RoutedWriter, read_route_range
 from pipelines.exchange import SLICES, SORT_OVERHEAD, plan_ranges
-from pipelines.shards import shard_paths
 from tests.conftest import WEB
 
 
@@ -57,6 +58,7 @@ def test_pass_plans_cover_the_route_space_within_the_budget():
     assert len(plan_ranges(infos, 10**12, 4)) >= 4  # enough to share among the workers
 
 
+@pytest.mark.slow
 def test_keys_written_in_small_runs_give_the_same_shards(prepared_sample, tmp_path, cli, monkeypatch):
     monkeypatch.setattr("pipelines.phases.KEY_RUN_BYTES", 2048)  # a run every few documents
     out = tmp_path / "runs"

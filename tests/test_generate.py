@@ -7,14 +7,14 @@ import json
 
 import pytest
 import torch
-from model_fixtures import documents, real_text
+from model_fixtures import documents, real_text, write_token_table
 
 from model.config import NAMED_CONFIGS
-from model.generate import generate_tokens, load_model, sample_top_p
+from model.generate import generate_tokens, load_checkpoint_model, sample_top_p
 from model.llama import build_model
 from model.meta_format import save_checkpoint
 from pipelines.cli import main
-from tokenizer.token_shards import token_dtype, token_table, write_token_table
+from tokenizer.token_shards import token_dtype, token_table
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-gqa"])
@@ -110,7 +110,7 @@ def test_train_then_generate_and_convert_commands(sentencepiece_dataset, tmp_pat
 
     assert main(["convert", "to-hf", str(checkpoint), str(tmp_path / "hf")]) == 0
     assert main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "back")]) == 0
-    original, back = load_model(checkpoint), load_model(tmp_path / "back")
+    original, back = load_checkpoint_model(checkpoint), load_checkpoint_model(tmp_path / "back")
     assert original.args == back.args
     back_state = back.state_dict()
     assert all(torch.equal(value, back_state[key]) for key, value in original.state_dict().items())
@@ -130,7 +130,7 @@ def test_merge_command_writes_one_consolidated_file(tmp_path, capsys) -> None:
     (tmp_path / "params.json").write_text(json.dumps({**args.to_params(), "vocab_size": -1}))
     assert main(["convert", "merge", str(tmp_path), str(tmp_path / "merged")]) == 0
     assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == ["consolidated.00.pth", "params.json"]
-    merged = load_model(tmp_path / "merged")
+    merged = load_checkpoint_model(tmp_path / "merged")
     assert all(torch.equal(merged.state_dict()[k], v) for k, v in state.items())
     save_checkpoint(args, state, tmp_path / "single")
-    assert merged.args == load_model(tmp_path / "single").args
+    assert merged.args == load_checkpoint_model(tmp_path / "single").args

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.base import ConfigError
 from filters.document import Document, Rejection
 from filters.gopher import (
     GopherQualityConfig,
@@ -21,6 +20,7 @@ from filters.gopher import (
     top_ngram_char_frac,
     word_hashes_and_lengths,
 )
+from filters.options import ConfigError
 from filters.registry import stage_class
 from filters.text_stats import split_words
 
@@ -201,6 +201,7 @@ def test_word_hashing_is_chunked_without_splitting_words(monkeypatch, middle):
     assert np.array_equal(whole[0][:half], whole[0][-half:])  # equal words hash equally
 
 
+@pytest.mark.slow
 def test_fifty_megabyte_single_line_documents():
     """Huge inputs finish with a sensible reason: word count stops early; repetition stays O(W log W)."""
     source = " ".join(d["text"] for d in CCNET_HEAD).split()

@@ -20,10 +20,10 @@ import fasttext
 import pytest
 
 from filters import fasttext_model
-from filters.base import ConfigError, build_config
 from filters.document import Document, Rejection
 from filters.fasttext_model import packaged_lid_model_path
 from filters.langid import LangIdConfig, LanguageIdentifier, language_partition_key
+from filters.options import ConfigError, build_config
 from filters.registry import stage_class
 
 SAMPLES = Path(__file__).parent / "data" / "langid" / "samples.jsonl.gz"
@@ -120,7 +120,8 @@ def test_model_with_another_label_set(samples):
 def test_config_from_cli_style_values():
     config = build_config(LangIdConfig, {"languages": "en, de", "min_score": "0.7"}, "langid")
     assert config.languages == ["en", "de"] and config.min_score == 0.7
-    assert build_config(LangIdConfig, {"languages": ["__label__fr"]}, "langid").languages == ["fr"]
+    config = build_config(LangIdConfig, {"languages": ["__label__fr"]}, "langid")
+    assert config.languages == ["__label__fr"] and config.kept_languages() == {"fr"}  # validate() never edits
     with pytest.raises(ConfigError, match="min_score"):
         build_config(LangIdConfig, {"min_score": 1.5}, "langid")
     with pytest.raises(ConfigError, match="unknown option"):
@@ -137,7 +138,7 @@ def test_language_partition_key():
     assert language_partition_key(Document(id="a", text="", source="s", language="en")) == "en"
     assert language_partition_key(Document(id="b", text="", source="s", language="zh-hans")) == "zh-hans"
     assert language_partition_key(Document(id="c", text="", source="s", language="x/../y")) == "x____y"
-    assert language_partition_key(Document(id="d", text="", source="s")) == "unknown"
+    assert language_partition_key(Document(id="d", text="", source="s")) == "und"
 
 
 def test_model_is_loaded_once_per_process(monkeypatch, samples):

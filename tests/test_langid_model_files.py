@@ -14,6 +14,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from filters.document import Document
 from filters.langid import LangIdConfig, LanguageIdentifier
 from filters.model_files import local_model_path
+from pipelines import model_staging
 from pipelines.model_staging import fetch_to_local
 
 SCHEME = "llamaprep-test"
@@ -47,6 +48,7 @@ def test_url_model_is_fetched_once_and_used(tmp_path, monkeypatch):
     assert fetch_to_local(url, str(tmp_path / "cache")) == first
     assert os.stat(first).st_mtime == 1  # reused, not copied again
 
+    model_staging.install()
     stage = LanguageIdentifier(LangIdConfig(model_path=url, min_score=0.0))
     stage.setup()
     doc = stage.process_batch([Document(id="a", text="这是一个简单的中文句子。", source="s")])[0]

@@ -8,22 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datasketch import MinHash
+from datasketch import LeanMinHash, MinHash
 
-from filters.base import ConfigError
 from filters.minhash import (
     MinHasher,
     char_shingle_hashes,
-    collision_probability,
-    lean_minhash,
     optimal_bands,
     signature,
     word_hashes,
     word_shingle_hashes,
 )
+from filters.options import ConfigError
 from filters.words import WORD_RE, fold_table
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def lean_minhash(sig: np.ndarray, seed: int) -> LeanMinHash:
+    return LeanMinHash(seed=seed, hashvalues=sig, scheme="affine32")
+
+
+def collision_probability(jaccard: float, bands: int, rows: int) -> float:
+    """Probability that two documents with this Jaccard similarity share at least one band."""
+    return 1.0 - (1.0 - jaccard**rows) ** bands
+
+
 CC_SAMPLE = ROOT / "data/samples/web/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 
 

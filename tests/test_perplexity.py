@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from filters.base import ConfigError, build_config
 from filters.ccnet_normalize import normalize_for_lm
 from filters.document import Document, Rejection
+from filters.options import ConfigError, build_config
 from filters.perplexity import PerplexityConfig, PerplexityStage, perplexity_bucket
 
 kenlm = pytest.importorskip("kenlm")

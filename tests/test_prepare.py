@@ -9,15 +9,15 @@ import pytest
 
 from filters.base import run_stages
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA
+from filters.prepared import iter_documents, read_manifest, read_table, shard_paths
 from pipelines.config import DEFAULT_STAGES, load_prepare_config
 from pipelines.readers import iter_documents_from
-from pipelines.shards import iter_documents, read_manifest, read_shard, shard_paths
 from pipelines.stages import build_stages, is_global_stage
 from tests.conftest import CC_JSONL, WARC_0, WARC_1, WEB, WET
 
 
 def table(directory, kind="documents") -> pa.Table:
-    return pa.concat_tables([read_shard(p) for p in shard_paths(str(directory), kind)])
+    return pa.concat_tables([read_table(p) for p in shard_paths(str(directory), kind)])
 
 
 def test_every_document_is_accounted_for(prepared_sample):
@@ -63,6 +63,7 @@ def test_shard_size_target_and_names(prepared_sample):
     assert not list(prepared_sample.glob("**/.*tmp*")), "no temporary files are left behind"
 
 
+@pytest.mark.slow
 def test_same_input_in_another_order_gives_identical_shards(prepared_sample, tmp_path, cli):
     out = tmp_path / "reversed"
     inputs = [WET, WARC_1, WARC_0, CC_JSONL]
@@ -127,10 +128,10 @@ def test_split_by_language_writes_one_shard_set_per_language(tmp_path, cli):
     assert manifest["config"]["langid"]["min_score"] == 0.6
     by_folder = Counter()
     for path in shard_paths(str(out)):
-        languages = set(read_shard(path).column("language").to_pylist())
+        languages = set(read_table(path).column("language").to_pylist())
         folder = path.split("/documents/")[1].split("/")[0]
         assert languages == {folder}
-        by_folder[folder] += read_shard(path).num_rows
+        by_folder[folder] += read_table(path).num_rows
     assert by_folder["en"] > 200 and len(by_folder) > 10
     assert sum(by_folder.values()) == manifest["counts"]["kept"]
     scores = table(out).column("language_score").to_pylist()

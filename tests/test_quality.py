@@ -9,9 +9,9 @@ from pathlib import Path
 import fasttext
 import pytest
 
-from filters.base import ConfigError, build_config
 from filters.classifier_metrics import binary_report, roc_auc
 from filters.document import Document, Rejection
+from filters.options import ConfigError, build_config
 from filters.quality import QualityClassifier, QualityConfig, pareto_keep, quality_text
 from filters.quality_training import TrainingParams, train_quality_model
 
@@ -89,8 +89,10 @@ def test_pareto_mode_is_seeded_by_document_id(model_path):
     stage = QualityClassifier(QualityConfig(model_path=model_path, mode="pareto"))
     stage.setup()
     doc = Document(id="x", text="Home | About | Contact | Login", source="s")
-    result = stage.process_batch([doc])[0]
-    assert isinstance(result, Document) == pareto_keep("x", doc.quality_score, 9.0)
+    result = stage.run([doc])[0]
+    scored = result if isinstance(result, Document) else result.doc
+    assert isinstance(result, Document) == pareto_keep("x", scored.quality_score, 9.0)
+    assert doc.quality_score is None  # stages return changed copies; the input stays as it was
 
 
 def test_config_errors(model_path):

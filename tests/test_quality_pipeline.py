@@ -14,9 +14,9 @@ import pytest
 from filters.base import run_stages
 from filters.document import Document
 from filters.langid import LanguageIdentifier
+from filters.prepared import read_manifest, read_table, shard_paths
 from filters.quality import QualityClassifier
 from filters.quality_training import TrainingParams, train_quality_model
-from pipelines.shards import read_manifest, read_shard, shard_paths
 from pipelines.stages import build_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_pipeline_equals_direct_stages(quality_model, tmp_path, cli):
     assert cli("prepare", inputs, "--output", out, *args) == 0
 
     def rows(kind: str) -> list[dict]:
-        return pa.concat_tables(read_shard(p) for p in shard_paths(str(out), kind)).to_pylist()
+        return pa.concat_tables(read_table(p) for p in shard_paths(str(out), kind)).to_pylist()
 
     def stored(row: dict) -> tuple:
         return (row["id"], row["language"], _score(row["language_score"]), _score(row["quality_score"]))

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from filters.fasttext_model import packaged_lid_model_path
+from filters.prepared import read_manifest, read_table, shard_paths
 from filters.quality import quality_text
-from pipelines.shards import read_manifest, read_shard, shard_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "quality"
@@ -23,7 +23,7 @@ SMALL = ["--epoch", "10", "--dim", "32", "--bucket", "20000"]
 
 
 def shard_rows(directory: Path) -> list[dict]:
-    return pa.concat_tables(read_shard(p) for p in shard_paths(str(directory))).to_pylist()
+    return pa.concat_tables(read_table(p) for p in shard_paths(str(directory))).to_pylist()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_prepare_annotations_equal_direct_fasttext(cli, trained, tmp_path):
     sets = ["--set", "langid.languages=en", "--set", f"quality.model_path={trained}"]
     assert cli("prepare", CC_JSONL, "--output", out, "--stages", "langid,quality", *sets, "--keep-rejected") == 0
     kept = shard_rows(out)
-    rejected = pa.concat_tables(read_shard(p) for p in shard_paths(str(out), "rejected")).to_pylist()
+    rejected = pa.concat_tables(read_table(p) for p in shard_paths(str(out), "rejected")).to_pylist()
     assert kept and rejected
 
     lid = fasttext.load_model(packaged_lid_model_path())

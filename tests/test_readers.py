@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from filters.base import ConfigError
 from filters.document import Document
+from filters.options import ConfigError
 from pipelines.formats import ReaderConfig, Repaired, Skip, detect_format, parse_stream
 from pipelines.readers import check_inputs, iter_documents_from, parse_input
 from tests.conftest import CC_JSONL, WARC_0, WARC_1, WET

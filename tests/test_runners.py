@@ -11,10 +11,10 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
+from filters.prepared import read_manifest
 from pipelines.config import load_prepare_config
 from pipelines.exchange import ShuffleExchange
 from pipelines.prepare import build_prepare
-from pipelines.shards import read_manifest
 from tests.conftest import REPO, WEB
 
 pytestmark = pytest.mark.slow

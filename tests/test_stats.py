@@ -8,13 +8,13 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.shards import read_manifest, read_shard, shard_paths
+from filters.prepared import read_manifest, read_table, shard_paths
 from pipelines.stats import document_stats, render_html, render_text
 
 
 def test_document_stats_match_the_shards(prepared_sample):
     stats = document_stats(str(prepared_sample))
-    table = pa.concat_tables([read_shard(p) for p in shard_paths(str(prepared_sample))])
+    table = pa.concat_tables([read_table(p) for p in shard_paths(str(prepared_sample))])
     texts = table.column("text").to_pylist()
     assert stats["documents"] == len(texts) == read_manifest(str(prepared_sample))["counts"]["kept"]
     assert stats["bytes"] == sum(len(t.encode()) for t in texts)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from filters.document import Document
+from filters.prepared import read_table, shard_paths
 from pipelines import cli
-from pipelines.shards import read_shard, shard_paths
 from tests.tokenizer_corpus import documents, write_prepared
 from tokenizer.split import split_of
 from tokenizer.stats import render, token_stats
@@ -163,7 +163,7 @@ def test_demo_flow_on_prepare_output(prepared_sample, tmp_path):
     assert tokenize(prepared_sample, model, tmp_path / "tokens") == 0
     tokenizer = Tokenizer(model)
     rows = read_all(tmp_path / "tokens")
-    texts = {d["id"]: d["text"] for path in shard_paths(str(prepared_sample)) for d in read_shard(path).to_pylist()}
+    texts = {d["id"]: d["text"] for path in shard_paths(str(prepared_sample)) for d in read_table(path).to_pylist()}
     assert set(rows) == set(texts)
     assert all(tokenizer.decode(rows[i][1]) == text for i, text in texts.items())
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from filters.base import ConfigError
+from filters.options import ConfigError
+from filters.prepared import shard_paths
 from pipelines import cli
-from pipelines.shards import shard_paths
 from tests.tokenizer_corpus import documents, works, write_prepared
 from tokenizer.model_proto import load_model_proto
 from tokenizer.sentences import parse_weights, sample_sentences, split_long_line
@@ -159,7 +159,7 @@ def test_cli_trains_with_lower_coverage(prepared, tmp_path):
 
 def test_cli_reports_missing_shards(tmp_path, capsys):
     assert cli.main(["tokenizer", "train", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
-    assert "no documents/part-*.arrow shards" in capsys.readouterr().err
+    assert "has no manifest.json: not a prepared directory, or the run did not finish" in capsys.readouterr().err
 
 
 def test_info_lists_only_the_settings_a_run_changed(trained, capsys):

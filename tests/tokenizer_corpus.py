@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from filters.document import DOCUMENT_SCHEMA, Document
-from pipelines.shards import shard_name, write_manifest, write_shard
+from filters.prepared import shard_name
+from pipelines.arrow_files import AtomicArrowWriter, write_manifest
 
 CORPUS = Path(__file__).parent / "data" / "tokenizer" / "multilingual.jsonl.gz"
 LINES_PER_DOCUMENT = 12
@@ -37,7 +38,8 @@ def write_prepared(directory: Path, docs: list[Document], shards: int = 2) -> Pa
     entries = []
     for i in range(shards):
         relative = f"documents/{shard_name(i, shards)}"
-        size = write_shard((d.to_row() for d in docs[i::shards]), str(directory / relative), DOCUMENT_SCHEMA)
-        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": size})
+        with AtomicArrowWriter(str(directory / relative), DOCUMENT_SCHEMA, "zstd") as writer:
+            writer.write_rows([d.to_row() for d in docs[i::shards]])
+        entries.append({"path": relative, "documents": len(docs[i::shards]), "bytes": writer.bytes})
     write_manifest(str(directory), {"kind": "documents", "documents": {"shards": entries, "documents": len(docs)}})
     return directory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.shards import shard_paths
+from filters.prepared import shard_paths
 from tokenizer.model_proto import model_specs
 from tokenizer.sentences import parse_weights
 from tokenizer.settings import DEPRECATED, LLAMA_SETTINGS, llama_settings
@@ -16,9 +16,7 @@ LLAMA = llama_settings()
 def run_train(args: argparse.Namespace) -> int:
     paths = [path for directory in args.shards for path in shard_paths(directory)]
     if not paths:
-        raise FileNotFoundError(
-            f"no documents/part-*.arrow shards in {', '.join(args.shards)} (run `llamaprep prepare` first)"
-        )
+        raise FileNotFoundError(f"{', '.join(args.shards)} holds no documents (the manifest lists no shards)")
     train_tokenizer(
         paths,
         args.output,

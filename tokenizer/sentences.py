@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from filters.base import ConfigError
-from pipelines.shards import iter_texts
-from tokenizer.token_shards import UNKNOWN_LANGUAGE
+from filters.document import UNKNOWN_LANGUAGE
+from filters.options import ConfigError
+from filters.prepared import iter_texts
 
 WEIGHT_KINDS = ("source", "language")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from filters.document import UNKNOWN_LANGUAGE
 from tokenizer.token_shards import (
     SPLITS,
-    UNKNOWN_LANGUAGE,
     iter_token_shards,
     read_token_manifest,
     token_shard_paths,

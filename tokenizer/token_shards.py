@@ -27,7 +27,6 @@ import pyarrow as pa
 TOKEN_SHARD_KIND = "tokens"
 TOKEN_SCHEMA_VERSION = 1
 SPLITS = ("train", "val")
-UNKNOWN_LANGUAGE = "und"  # the key per-language counts use for documents without a language (ISO 639-2)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -61,16 +60,6 @@ def token_table(
         [pa.array(ids, pa.string()), pa.array(sources, pa.string()), pa.array(languages, pa.string()), token_lists],
         schema=schema,
     )
-
-
-def write_token_table(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write an uncompressed IPC file atomically (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, path)
 
 
 @dataclass

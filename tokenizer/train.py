@@ -18,7 +18,7 @@ from typing import Any
 
 import sentencepiece as spm
 
-from filters.base import ConfigError
+from filters.options import ConfigError
 from tokenizer.sentences import SampleRecord, sample_sentences
 from tokenizer.settings import NORMALIZER_FIELDS, trainer_settings
 

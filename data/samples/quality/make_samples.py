@@ -16,7 +16,7 @@ import gzip
 import json
 from pathlib import Path
 
-from filters.fasttext_model import load_model, packaged_lid_model_path, predict_top, single_line
+from filters.fasttext_model import load_fasttext_model, packaged_lid_model_path, predict_top, single_line
 
 SHARED = Path("../shared/corpora")
 OUT = Path("data/samples/quality")
@@ -78,7 +78,7 @@ def main() -> None:
     with gzip.open(SHARED / "web/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt") as f:
         docs = [json.loads(line) for line in f]
     docs = [d for d in docs if d["text"].strip()]
-    model = load_model(packaged_lid_model_path())
+    model = load_fasttext_model(packaged_lid_model_path())
     predictions = predict_top(model, [single_line(d["text"]) for d in docs])
     english = [
         {"id": d["id"], "text": d["text"], "source": "cc-2019-30"}

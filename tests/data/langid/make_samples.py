@@ -16,7 +16,7 @@ import gzip
 import json
 from pathlib import Path
 
-from filters.fasttext_model import load_model, model_labels, packaged_lid_model_path
+from filters.fasttext_model import load_fasttext_model, model_labels, packaged_lid_model_path
 
 SHARED = Path("../shared/corpora/langid")
 OUT = Path("tests/data/langid/samples.jsonl.gz")
@@ -39,7 +39,7 @@ def faq_passages(text: str, count: int = 3, size: int = 600) -> list[str]:
 
 
 def main() -> None:
-    labels = set(model_labels(load_model(packaged_lid_model_path())))
+    labels = set(model_labels(load_fasttext_model(packaged_lid_model_path())))
     records = []
     with open(SHARED / "tatoeba_long.tsv", encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
