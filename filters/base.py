@@ -6,7 +6,8 @@ reason (`stage.rule`). The rules every stage follows, owned by this base class w
 - **Configuration**: a stage is built from its `Config` dataclass (`Cls(config)`, or `Cls.from_options`
   from a mapping, validated by `filters.options.build_config`); `validate()` only checks, never changes.
 - **Setup**: heavy resources (models) load in `setup`, which the base class calls once, before the first
-  batch, on the worker that uses the stage (`ensure_setup`), never per document.
+  batch, on the worker that uses the stage (`ensure_setup`), never per document; `check` looks at them
+  (a model file's header) where the job is built, so a wrong file fails before any work.
 - **Batches**: `run` is the entry point; a stage implements `process` (one document) and inherits the batch
   loop, or `process_batch` when its model is much faster on lists (fastText, KenLM).
 - **Documents are values**: a stage returns a changed document as a new object
@@ -43,6 +44,9 @@ class Stage(Configurable):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self._set_up = False
+
+    def check(self) -> None:
+        """Fail with one line, before any work, on what can be checked without loading (model files)."""
 
     def setup(self) -> None:
         """Load heavy resources (models); called once by `ensure_setup`."""

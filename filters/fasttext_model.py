@@ -13,11 +13,14 @@ other supervised models (e.g. `__label__zh-hans`) work alike.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import pathlib
 import threading
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
+
+from filters.options import ConfigError
 
 LABEL_PREFIX = "__label__"
 LID_MODEL_NAME = "lid.176.ftz"
@@ -39,6 +42,34 @@ def packaged_lid_model_path() -> str:
     return str(path)
 
 
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first four bytes of every .bin/.ftz fastText model
+
+
+CHECKSUM_SUFFIX = ".sha256"  # `quality train` writes MODEL.sha256 (sha256sum's format) next to its model
+
+
+def model_checksum_line(path: str, digest: str) -> str:
+    return f"{digest}  {pathlib.Path(path).name}\n"
+
+
+def check_model_file(path: str) -> None:
+    """Fail with one line, before any work, when a local model file is missing, empty, not fastText, or
+    differs from the checksum written next to it (fastText itself loads a truncated model without a word)."""
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"fastText model not found: {path}")
+    with open(file, "rb") as f:
+        head = f.read(4)
+    if head != FASTTEXT_MAGIC:
+        what = "empty" if not head else "not a fastText model (.bin or .ftz)"
+        raise ConfigError(f"{path} is {what}")
+    checksum = pathlib.Path(path + CHECKSUM_SUFFIX)
+    if checksum.is_file():
+        expected = checksum.read_text().split()[0] if checksum.read_text().strip() else ""
+        if hashlib.sha256(file.read_bytes()).hexdigest() != expected:
+            raise ConfigError(f"{path} is damaged: its sha256 differs from {checksum.name}; train or copy it again")
+
+
 def load_fasttext_model(path: str) -> Any:
     """The fastText model at a local `path`, loaded once per process and shared afterwards (a file
     rewritten in place, e.g. by retraining, is loaded again)."""
@@ -55,7 +86,7 @@ def load_fasttext_model(path: str) -> Any:
             try:
                 model = fasttext.load_model(path)
             except ValueError as error:
-                raise ValueError(f"{path} is not a fastText model: {error}") from None
+                raise ConfigError(f"{path} is not a fastText model: {error}") from None
             _models[key] = model
         return model
 

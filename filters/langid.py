@@ -15,8 +15,15 @@ from dataclasses import dataclass
 
 from filters.base import Stage
 from filters.document import UNKNOWN_LANGUAGE, Document, Rejection
-from filters.fasttext_model import load_fasttext_model, packaged_lid_model_path, predict_top, single_line, strip_label
-from filters.model_files import local_model_path
+from filters.fasttext_model import (
+    check_model_file,
+    load_fasttext_model,
+    packaged_lid_model_path,
+    predict_top,
+    single_line,
+    strip_label,
+)
+from filters.model_files import is_url, local_model_path
 from filters.options import ConfigError, option
 
 
@@ -69,6 +76,11 @@ class LanguageIdentifier(Stage):
 
     name = "langid"
     Config = LangIdConfig
+
+    def check(self) -> None:
+        if self.config.model_path and not is_url(self.config.model_path):
+            check_model_file(self.config.model_path)
+            load_fasttext_model(self.config.model_path)  # a corrupt model fails here, in one line (cached for the run)
 
     def setup(self) -> None:
         path = self.config.model_path or packaged_lid_model_path()

@@ -32,7 +32,13 @@ FLAG = "flag"
 
 
 class ConfigError(ValueError):
-    """A bad option value or an unknown option name, with a message meant for the user."""
+    """A user's mistake (a bad option, value, input, model or checkpoint file), with a message that names the
+    thing and says what to do. The CLI prints it as one line and exits 2."""
+
+
+# What the command line reports as the user's mistake, in one line with exit status 2; anything else is a bug
+# in llamaprep and keeps its traceback (exit 1).
+USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def option(

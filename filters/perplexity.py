@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from filters.base import Stage
 from filters.ccnet_normalize import normalize_for_lm
 from filters.document import Document, Rejection
-from filters.model_files import local_model_path
+from filters.model_files import is_url, local_model_path
 from filters.options import ConfigError
 
 LANGUAGE_PLACEHOLDER = "{language}"
@@ -104,6 +105,12 @@ class PerplexityStage(Stage):
             self.config.model_path.replace(LANGUAGE_PLACEHOLDER, language),
             self.config.sp_model_path.replace(LANGUAGE_PLACEHOLDER, language),
         )
+
+    def check(self) -> None:
+        for language in self.config.languages or [ANY_LANGUAGE]:
+            for path in self._paths(language):
+                if not is_url(path) and not Path(path).is_file():
+                    raise FileNotFoundError(f"perplexity model file not found: {path}")
 
     def setup(self) -> None:
         try:

@@ -94,11 +94,33 @@ def read_manifest(directory: str) -> dict[str, Any]:
     return read_json(path)
 
 
+def file_size(path: str) -> int | None:
+    """The size of a file, or None when there is none."""
+    if is_local(path):
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    from pyarrow import fs
+
+    filesystem, inner = fs.FileSystem.from_uri(path)
+    info = filesystem.get_file_info(inner)
+    return info.size if info.type == fs.FileType.File else None
+
+
 def shard_paths(directory: str, kind: str = DOCUMENTS_DIR) -> list[str]:
     """The shards of one kind (`documents` or `rejected`, per-language sub-folders included) that the
-    manifest lists, sorted by path."""
+    manifest lists, sorted by path; each must be there with the size the manifest records."""
     entry = read_manifest(directory).get(kind) or {}
-    return sorted(join(directory, shard["path"]) for shard in entry.get("shards", []))
+    paths = []
+    for shard in entry.get("shards", []):
+        path = join(directory, shard["path"])
+        size = file_size(path)
+        if size is None or ("bytes" in shard and size != shard["bytes"]):
+            found = "missing" if size is None else f"{size:,} bytes"
+            raise FileNotFoundError(
+                f"{path} is damaged ({found}; the manifest says {shard.get('bytes', 0):,} bytes): "
+                "prepare the data again or restore the file"
+            )
+        paths.append(path)
+    return sorted(paths)
 
 
 def iter_texts(paths: Iterable[str], columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:

@@ -22,8 +22,14 @@ import numpy as np
 
 from filters.base import Stage
 from filters.document import Document, Rejection
-from filters.fasttext_model import load_fasttext_model, model_labels, predict_label_probability, strip_label
-from filters.model_files import local_model_path
+from filters.fasttext_model import (
+    check_model_file,
+    load_fasttext_model,
+    model_labels,
+    predict_label_probability,
+    strip_label,
+)
+from filters.model_files import is_url, local_model_path
 from filters.options import ConfigError, option
 
 POSITIVE_LABEL = "hq"
@@ -79,6 +85,11 @@ class QualityClassifier(Stage):
 
     name = "quality"
     Config = QualityConfig
+
+    def check(self) -> None:
+        if not is_url(self.config.model_path):
+            check_model_file(self.config.model_path)
+            load_fasttext_model(self.config.model_path)  # a corrupt model fails here, in one line (cached for the run)
 
     def setup(self) -> None:
         model = load_fasttext_model(local_model_path(self.config.model_path))

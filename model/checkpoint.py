@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 
 from model.config import ModelArgs
 from model.distributed import DistributedContext, all_gather_objects, barrier
+from model.integrity import DamagedCheckpoint, load_torch, verify_checkpoint, write_checksums
 from model.meta_format import atomic_torch_save, save_checkpoint
 
 TRAIN_STATE_FILE = "train_state.pt"
@@ -42,6 +43,19 @@ def step_directories(output: str | os.PathLike) -> list[Path]:
 def latest_checkpoint(output: str | os.PathLike) -> Path | None:
     directories = step_directories(output)
     return directories[-1] if directories else None
+
+
+def latest_intact_checkpoint(output: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint whose files match their checksums, and why each newer one was passed over."""
+    passed_over = []
+    for directory in reversed(step_directories(output)):
+        try:
+            verify_checkpoint(directory)
+        except DamagedCheckpoint as damage:
+            passed_over.append(str(damage))
+            continue
+        return directory, passed_over
+    return None, passed_over
 
 
 def rng_state() -> dict:
@@ -79,6 +93,7 @@ def save_training_checkpoint(
         save_checkpoint(model_args, model_state, staging, tokenizer_model=tokenizer_model)
         state = {**train_state, "step": step, "optimizer": optimizer_state, "rng": rng_states}
         atomic_torch_save(state, staging / TRAIN_STATE_FILE)
+        write_checksums(staging, [path.name for path in staging.iterdir() if not path.name.startswith(".")])
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in step_directories(output)[:-keep] if keep > 0 else []:
@@ -95,8 +110,9 @@ def load_training_checkpoint(
     state_path = directory / TRAIN_STATE_FILE
     if not state_path.is_file():
         raise FileNotFoundError(f"{directory} is not a training checkpoint (no {TRAIN_STATE_FILE})")
-    model_state = torch.load(directory / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    verify_checkpoint(directory)
+    model_state = load_torch(directory / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
+    state = load_torch(state_path, map_location="cpu", weights_only=True)
     set_state_dict(
         model,
         optimizer,

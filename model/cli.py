@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
-from filters.options import add_arguments, build_config, documented_fields, given_values
+from filters.options import ConfigError, add_arguments, build_config, documented_fields, given_values
 from model.config import NAMED_CONFIGS, TrainConfig
 
 TRAIN_COMMAND_FLAGS = ("data", "config", "output", "mixture")  # flags of their own (required, parsed)
 TRAINING_FLAGS = tuple(f.name for f in documented_fields(TrainConfig) if f.name not in TRAIN_COMMAND_FLAGS)
-
-
-def reporting_errors(command: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad settings or checkpoints end with one clear line and exit status 2, not a traceback."""
-
-    def guarded(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except (ValueError, KeyError) as error:
-            print(f"llamaprep {command}: error: {error}", file=sys.stderr)
-            return 2
-
-    return guarded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +51,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tokenizer", default=None, help="tokenizer.model to copy into checkpoints")
     add_arguments(parser, TrainConfig, TRAINING_FLAGS)
-    parser.set_defaults(func=reporting_errors("train", run_train))
+    parser.set_defaults(func=run_train)
 
 
 def parse_mixture(value: str | None) -> dict[str, float]:
@@ -84,7 +69,7 @@ def parse_mixture(value: str | None) -> dict[str, float]:
     for item in value.split(","):
         name, sep, weight = item.partition("=")
         if not sep:
-            raise ValueError(f"--mixture item {item!r} is not NAME=WEIGHT")
+            raise ConfigError(f"--mixture item {item!r} is not NAME=WEIGHT")
         mixture[name.strip()] = float(weight)
     return mixture
 
@@ -124,7 +109,7 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each step (slow)")
-    parser.set_defaults(func=reporting_errors("generate", run_generate))
+    parser.set_defaults(func=run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -154,16 +139,16 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     to_hf.add_argument("checkpoint", help="model directory (params.json + consolidated.*.pth) or training output")
     to_hf.add_argument("output", help="HF model directory to write (config.json + model.safetensors)")
     to_hf.add_argument("--dtype", default=None, help="cast weights, e.g. bfloat16 (default: keep)")
-    to_hf.set_defaults(func=reporting_errors("convert to-hf", run_to_hf))
+    to_hf.set_defaults(func=run_to_hf)
     from_hf = commands.add_parser("from-hf", help="HF LlamaForCausalLM directory -> Meta layout")
     from_hf.add_argument("hf_directory")
     from_hf.add_argument("output", help="model directory to write (params.json + consolidated.00.pth)")
-    from_hf.set_defaults(func=reporting_errors("convert from-hf", run_from_hf))
+    from_hf.set_defaults(func=run_from_hf)
     merge = commands.add_parser("merge", help="merge Meta's model-parallel consolidated.NN.pth into one file")
     merge.add_argument("checkpoint", help="original LLaMA directory (params.json + consolidated.NN.pth)")
     merge.add_argument("output")
     merge.add_argument("--vocab-size", type=int, default=None, help="for params.json files with vocab_size -1")
-    merge.set_defaults(func=reporting_errors("convert merge", run_merge))
+    merge.set_defaults(func=run_merge)
 
 
 def run_to_hf(args: argparse.Namespace) -> int:

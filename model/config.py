@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filters.options import option
+from filters.options import ConfigError, option
 
 
 @dataclass
@@ -36,13 +36,13 @@ class ModelArgs:
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+            raise ConfigError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head dim {self.head_dim} must be even for rotary embeddings")
+            raise ConfigError(f"head dim {self.head_dim} must be even for rotary embeddings")
         if self.n_heads % self.kv_heads:
-            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.kv_heads}")
+            raise ConfigError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.kv_heads}")
         if self.vocab_size <= 0:
-            raise ValueError("vocab_size must be set (Meta's LLaMA-1 params.json says -1: take it from the tokenizer)")
+            raise ConfigError("vocab_size must be set (Meta's LLaMA-1 params.json says -1: take it from the tokenizer)")
 
     @property
     def head_dim(self) -> int:
@@ -74,7 +74,7 @@ class ModelArgs:
         """Read a `params.json` dict; keys without a bearing on the weights (e.g. Meta's `max_batch_size`) are
         ignored, and LLaMA-1's `vocab_size: -1` must be overridden by the caller."""
         if params.get("use_scaled_rope"):
-            raise ValueError("params.json asks for LLaMA 3.1's scaled RoPE, which this model does not implement")
+            raise ConfigError("params.json asks for LLaMA 3.1's scaled RoPE, which this model does not implement")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in params.items() if key in names})
 

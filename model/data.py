@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from filters.options import ConfigError
 from tokenizer.token_shards import TokenShard, token_shard_paths
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class TokenLoader:
                     entry = (np.full(len(rows), shard_index, dtype=np.int32), shard.offsets[rows], lengths[rows])
                     per_source.setdefault(name, []).append(entry)
         if not per_source:
-            raise ValueError(f"the {self.split!r} token shards hold no tokens")
+            raise ConfigError(f"the {self.split!r} token shards hold no tokens")
         return [
             SourceStream(
                 name=name,
@@ -154,9 +155,9 @@ class TokenLoader:
             return tokens / tokens.sum()
         unknown = sorted(set(mixture) - set(names))
         if unknown:
-            raise ValueError(f"mixture names sources {unknown} absent from the {self.split!r} shards ({names})")
+            raise ConfigError(f"mixture names sources {unknown} absent from the {self.split!r} shards ({names})")
         if any(w < 0 for w in mixture.values()) or sum(mixture.values()) <= 0:
-            raise ValueError(f"mixture weights must be non-negative with a positive sum: {mixture}")
+            raise ConfigError(f"mixture weights must be non-negative with a positive sum: {mixture}")
         unweighted = [n for n in names if n not in mixture]
         if unweighted:
             log.warning("sources %s have no mixture weight and will not be sampled", unweighted)
@@ -198,10 +199,10 @@ class TokenLoader:
         every rank walks the same global stream and a saved position falls between global batches."""
         for key in ("seed", "seq_len"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"cannot resume the loader: {key} was {state[key]}, now {getattr(self, key)}")
+                raise ConfigError(f"cannot resume the loader: {key} was {state[key]}, now {getattr(self, key)}")
         missing = sorted(set(state["sources"]) ^ {s.name for s in self.sources})
         if missing:
-            raise ValueError(f"cannot resume the loader: the data's sources changed ({missing})")
+            raise ConfigError(f"cannot resume the loader: the data's sources changed ({missing})")
         self.sample_index = state["sample_index"]
         for source in self.sources:
             source.epoch = state["sources"][source.name]["epoch"]

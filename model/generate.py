@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from filters.options import ConfigError
 from model.checkpoint import latest_checkpoint
 from model.llama import Transformer
 from model.meta_format import PARAMS_FILE, TOKENIZER_FILE, load_checkpoint
@@ -70,12 +71,12 @@ def generate_tokens(
     """Continuations of each prompt (ids after the prompt, up to and excluding EOS). Prompts of different
     lengths decode together: each position keeps its prompt token until that prompt is used up."""
     if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (usually BOS)")
+        raise ConfigError("every prompt needs at least one token (usually BOS)")
     device = model.output.weight.device
     max_prompt = max(len(p) for p in prompts)
     total = min(model.args.max_seq_len, max_prompt + max_new_tokens)
     if max_prompt >= total:
-        raise ValueError(f"prompts of {max_prompt} tokens leave no room under max_seq_len {model.args.max_seq_len}")
+        raise ConfigError(f"prompts of {max_prompt} tokens leave no room under max_seq_len {model.args.max_seq_len}")
     tokens = torch.zeros((len(prompts), total), dtype=torch.long, device=device)
     is_prompt = torch.zeros_like(tokens, dtype=torch.bool)
     for row, prompt in enumerate(prompts):
@@ -127,7 +128,7 @@ def generate_text(
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     model = load_checkpoint_model(directory, device=device, dtype=dtype)
     if tokenizer.n_words != model.args.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.n_words} words but the model {model.args.vocab_size}")
+        raise ConfigError(f"tokenizer has {tokenizer.n_words} words but the model {model.args.vocab_size}")
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     encoded = [tokenizer.encode(p, bos=True, eos=False) for p in prompts]
     continuations = generate_tokens(

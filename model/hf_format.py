@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from filters.options import ConfigError
 from model.config import ModelArgs
 
 CONFIG_FILE = "config.json"
@@ -64,7 +65,7 @@ def meta_to_hf_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> di
             continue
         match = _LAYER_KEY.match(key)
         if not match or match.group(2) not in _LAYER_NAMES:
-            raise KeyError(f"unexpected key in a LLaMA state dict: {key}")
+            raise ConfigError(f"unexpected key in a LLaMA state dict: {key}")
         layer, name = match.groups()
         if name == "attention.wq.weight":
             value = interleaved_to_halves(value, args.n_heads)
@@ -84,12 +85,12 @@ def hf_to_meta_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> di
             continue
         match = _HF_LAYER_KEY.match(key)
         if not match:
-            raise KeyError(f"unexpected key in a Hugging Face Llama state dict: {key}")
+            raise ConfigError(f"unexpected key in a Hugging Face Llama state dict: {key}")
         layer, name = match.groups()
         if name.endswith("rotary_emb.inv_freq"):
             continue
         if name not in layer_names:
-            raise KeyError(f"unexpected key in a Hugging Face Llama state dict: {key}")
+            raise ConfigError(f"unexpected key in a Hugging Face Llama state dict: {key}")
         if name == "self_attn.q_proj.weight":
             value = halves_to_interleaved(value, args.n_heads)
         elif name == "self_attn.k_proj.weight":
@@ -182,7 +183,7 @@ def load_hf(directory: str | os.PathLike) -> tuple[ModelArgs, dict[str, torch.Te
         raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}: not a Hugging Face model directory")
     config = json.loads(config_path.read_text())
     if config.get("model_type", "llama") != "llama":
-        raise ValueError(f"{directory} holds a {config.get('model_type')!r} model, not llama")
+        raise ConfigError(f"{directory} holds a {config.get('model_type')!r} model, not llama")
     args = model_args_from_hf_config(config)
     state: dict[str, torch.Tensor] = {}
     safetensor_files = sorted(directory.glob("*.safetensors"))

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
+from filters.options import ConfigError
 from model.config import ModelArgs
+from model.integrity import DamagedCheckpoint, load_torch, verify_checkpoint, write_checksums
 
 PARAMS_FILE = "params.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -37,10 +39,15 @@ def read_params(directory: str | os.PathLike, vocab_size: int | None = None) -> 
     path = Path(directory) / PARAMS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {PARAMS_FILE}")
-    params = json.loads(path.read_text())
+    try:
+        params = json.loads(path.read_text())
+    except ValueError as error:
+        raise DamagedCheckpoint(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(params, dict) or "dim" not in params:
+        raise DamagedCheckpoint(f"{path} is not a LLaMA params.json (no 'dim')")
     if params.get("vocab_size", -1) <= 0:
         if vocab_size is None:
-            raise ValueError(f"{path} leaves vocab_size unset; pass it (the tokenizer's n_words)")
+            raise ConfigError(f"{path} leaves vocab_size unset; pass it (the tokenizer's n_words)")
         params["vocab_size"] = vocab_size
     return ModelArgs.from_params(params)
 
@@ -70,10 +77,11 @@ def load_checkpoint(
     directory: str | os.PathLike, vocab_size: int | None = None
 ) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
     """params and one merged state dict from a Meta-layout directory (original LLaMA or ours)."""
+    verify_checkpoint(directory)
     paths = shard_paths(directory)
-    shards = [torch.load(path, map_location="cpu", weights_only=True, mmap=True) for path in paths]
+    shards = [load_torch(path, map_location="cpu", weights_only=True, mmap=True) for path in paths]
     params_path = Path(directory) / PARAMS_FILE
-    raw_dim = json.loads(params_path.read_text())["dim"] if params_path.is_file() else None
+    raw_dim = read_params(directory, vocab_size=1).dim if params_path.is_file() else None
     state = merge_shards(shards, raw_dim or 0)
     if vocab_size is None:
         vocab_size = state["output.weight"].shape[0]
@@ -94,6 +102,7 @@ def save_checkpoint(
     atomic_write_text(directory / PARAMS_FILE, json.dumps(args.to_params(), indent=2) + "\n")
     if tokenizer_model is not None and Path(tokenizer_model).resolve() != (directory / TOKENIZER_FILE).resolve():
         shutil.copyfile(tokenizer_model, directory / TOKENIZER_FILE)
+    write_checksums(directory, [path.name for path in directory.iterdir() if not path.name.startswith(".")])
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

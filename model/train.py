@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
+from filters.options import ConfigError
+from model.checkpoint import latest_intact_checkpoint, load_training_checkpoint, save_training_checkpoint
 from model.config import ModelArgs, TrainConfig, default_learning_rate, load_model_args
 from model.data import TokenLoader
 from model.distributed import DistributedContext, all_reduce_mean, setup, shard_model, teardown
+from model.integrity import DamagedCheckpoint
 from model.llama import Transformer, build_model, flops_per_token
 from model.meta_format import TOKENIZER_FILE, read_params
 from model.metrics import MetricsLogger, peak_flops
@@ -65,11 +68,11 @@ def plan_run(config: TrainConfig, context: DistributedContext, resume_from: Path
     if resume_from is not None:
         saved = read_params(resume_from)
         if saved != model_args:
-            raise ValueError(f"{resume_from} holds a different model ({saved}) than requested ({model_args})")
+            raise ConfigError(f"{resume_from} holds a different model ({saved}) than requested ({model_args})")
     tokens_per_micro = config.micro_batch_size * seq_len * context.world_size
     batch_tokens = config.batch_tokens or tokens_per_micro
     if batch_tokens % tokens_per_micro:
-        raise ValueError(
+        raise ConfigError(
             f"batch_tokens {batch_tokens} is not a multiple of micro_batch_size * seq_len * world_size "
             f"= {config.micro_batch_size} * {seq_len} * {context.world_size} = {tokens_per_micro}"
         )
@@ -181,9 +184,15 @@ def resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:
         return None
     if resume != "latest":
         return Path(resume)
-    found = latest_checkpoint(config.output)
+    found, passed_over = latest_intact_checkpoint(config.output)
+    for damage in passed_over:
+        print(f"--resume: passing over a damaged checkpoint: {damage}", file=sys.stderr)
+    if found is None and passed_over:
+        raise DamagedCheckpoint(f"--resume: no intact checkpoint under {config.output} ({passed_over[-1]})")
     if found is None:
         log.warning("--resume: no checkpoint under %s yet, starting fresh", config.output)
+    elif passed_over:
+        print(f"--resume: resuming from {found}, the newest intact checkpoint", file=sys.stderr)
     return found
 
 

@@ -11,6 +11,7 @@ Routed files hold the key tables corpus-level stages exchange: each record batch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -26,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from filters.key_tables import ROUTE
+from filters.options import ConfigError
 from filters.prepared import MANIFEST_NAME, is_local, join, open_arrow
 
 HISTOGRAM_BITS = 8  # routed files record how many rows fall in each of 256 slices of the route space
@@ -33,6 +35,18 @@ HISTOGRAM_BITS = 8  # routed files record how many rows fall in each of 256 slic
 
 def split_path(path: str) -> tuple[str, str]:
     return posixpath.split(path) if is_local(path) else tuple(path.rsplit("/", 1))  # type: ignore[return-value]
+
+
+def check_writable(directory: str) -> None:
+    """Fail with one line, before any work, when `directory` cannot be written: a file in its place, a
+    read-only folder, a bucket without access. Creates the folder, then a probe file, then removes it."""
+    probe = join(directory, f".llamaprep-probe-{uuid.uuid4().hex[:12]}")
+    try:
+        ensure_dir(directory)
+        write_bytes(probe, b"")
+        delete([probe])
+    except Exception as error:  # every FileSystem raises its own kinds; all mean the same to the user here
+        raise ConfigError(f"cannot write to {directory}: {error}") from None
 
 
 def ensure_dir(directory: str) -> None:
@@ -109,11 +123,45 @@ def _create(path: str) -> Any:
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+class _HashingSink:
+    """A writable file that passes bytes on and keeps their sha256, so a file's checksum costs no second
+    read."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._digest.update(view)
+        self._position += view.nbytes
+        self._raw.write(view)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 class AtomicArrowWriter:
     """Stream record batches into an Arrow IPC file that appears under `path` only when complete.
 
     `rows` rebatches what it is given into batches of exactly `batch_rows` rows (the last may be shorter),
-    so the file's bytes depend on its rows only, never on how they arrived."""
+    so the file's bytes depend on its rows only, never on how they arrived. After `close`, `bytes` and
+    `sha256` describe the file."""
 
     def __init__(
         self, path: str, schema: pa.Schema, compression: str | None = None, batch_rows: int | None = 1024
@@ -131,7 +179,9 @@ class AtomicArrowWriter:
         ensure_dir(directory)
         self._tmp = temporary_name(path)
         self._raw = _create(self._tmp)
-        self._sink = pa.PythonFile(self._raw, mode="w") if not is_local(path) else self._raw
+        self._hashing = _HashingSink(self._raw)
+        self._sink = pa.PythonFile(self._hashing, mode="w")
+        self.sha256 = ""
         self._writer = pa.ipc.new_file(self._sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression))
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -167,10 +217,10 @@ class AtomicArrowWriter:
         if self._pending_rows:
             self._flush(self._pending_rows)
         self._writer.close()
-        if self._sink is not self._raw:
-            self._sink.close()
+        self._sink.close()
         self._raw.close()
         self.bytes = file_size(self._tmp)
+        self.sha256 = self._hashing.hexdigest()
         replace(self._tmp, self.path)
         return self.bytes
 

@@ -21,14 +21,22 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from filters.options import ConfigError
+from filters.options import USER_ERRORS
 
 COMMAND_MODULES = ("pipelines.commands", "tokenizer.cli", "model.cli")  # light: each command loads its code when run
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (argparse prints the whole usage first), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="llamaprep",
         description="Turn raw text corpora into LLaMA-ready training data, and train LLaMA on it.",
     )
@@ -53,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as error:
+    except USER_ERRORS as error:  # the one place the CLI's error rule is applied (README, "Errors")
         print(f"llamaprep {args.command}: error: {error}", file=sys.stderr)
         return 2
 

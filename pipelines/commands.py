@@ -22,7 +22,7 @@ from pipelines.formats import ReaderConfig
 
 LOCAL_RUNNER = "local"
 EXCHANGES = ("auto", "files", "shuffle")
-DEFAULT_MEMORY_BUDGET = "96M"  # keeps a local run near 0.5 GB; more passes cost one slice read per key file each
+DEFAULT_MEMORY_BUDGET = "64M"  # a pass holds ~16 MB of keys; more passes cost one slice read per key file each
 DEFAULT_TASK_DOCUMENTS = 16384
 
 # The config fields `prepare` offers as flags (anything else: --config or --set section.key=value).

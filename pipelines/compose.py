@@ -98,6 +98,7 @@ class ShardWriter(UnitRunner):
             "path": unit["relative"],
             "documents": writer.rows,
             "bytes": writer.bytes,
+            "sha256": writer.sha256,
             "text_bytes": writer.text_bytes,
         }
         if unit["partition"]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import zstandard
+
 from filters.document import Document
 from filters.options import ConfigError, option
 
@@ -98,20 +100,59 @@ def detect_format(path: str) -> str:
     raise ConfigError(f"cannot tell the format of {path!r} from its name; pass --format ({', '.join(FORMATS)})")
 
 
+class ZstdFrames(io.RawIOBase):
+    """zstd frames one after another, raising EOFError when the input ends inside a frame: zstandard's
+    `stream_reader` ends quietly there, which lost the rest of a truncated file without a word."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._context = zstandard.ZstdDecompressor()
+        self._frame: Any = None
+        self._pending = b""
+        self._buffer = bytearray()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer and not self._done:
+            self._fill()
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        del self._buffer[:count]
+        return count
+
+    def _fill(self) -> None:
+        data, self._pending = self._pending or self._raw.read(self.CHUNK), b""
+        if not data:
+            if self._frame is not None and not self._frame.eof:
+                raise EOFError("the zstd stream ends inside a frame (a truncated file)")
+            self._done = True
+            return
+        if self._frame is None or self._frame.eof:
+            self._frame = self._context.decompressobj()
+        self._buffer += self._frame.decompress(data)
+        if self._frame.eof:
+            self._pending = self._frame.unused_data
+
+
 def decompressed(raw: IO[bytes], path: str) -> IO[bytes]:
-    """A decompressing reader chosen by suffix. gzip is read member by member (Common Crawl files are
-    concatenated members) and raises on a truncated or corrupt member instead of stopping quietly."""
+    """A decompressing reader chosen by suffix. gzip is read member by member and zstd frame by frame
+    (Common Crawl files are concatenated members), and both raise on a truncated or corrupt stream
+    instead of stopping quietly."""
     name = path.lower()
     if name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if name.endswith((".zst", ".zstd")):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return io.BufferedReader(ZstdFrames(raw))
     return raw
 
 
-READ_ERRORS = (EOFError, OSError, zlib.error, ValueError)
+READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, zstandard.ZstdError)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def decode_utf8(data: bytes) -> tuple[str, bool]:
@@ -204,7 +245,7 @@ def parse_dict_record(record: dict[str, Any], config: ReaderConfig, default_id: 
     return _sized(doc, config, len(text.encode("utf-8", errors="surrogatepass")))
 
 
-def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     stem = file_stem(path)
     line_no = 0
     reader = io.BufferedReader(stream) if not isinstance(stream, io.BufferedIOBase) else stream
@@ -222,10 +263,10 @@ def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[
         if not isinstance(record, dict):
             yield Skip("invalid_json", f"{path}:{line_no}: not an object")
             continue
-        yield parse_dict_record(record, config, f"{stem}:{line_no}", stem)
+        yield parse_dict_record(record, config, f"{name}:{line_no}", stem)
 
 
-def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     stem = file_stem(path)
@@ -239,17 +280,17 @@ def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterato
     for batch in parquet.iter_batches():
         for row in batch.to_pylist():
             row_no += 1
-            yield parse_dict_record(row, config, f"{stem}:{row_no}", stem)
+            yield parse_dict_record(row, config, f"{name}:{row_no}", stem)
 
 
-def parse_text(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_text(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """A plain-text file is one document (books, manuals)."""
     data = stream.read(config.max_document_bytes + 1)
     text, repaired = decode_utf8(data)
     if repaired:
         yield Repaired("invalid_utf8", path)
     stem = file_stem(path)
-    doc = Document(id=stem, text=text, source=config.source or stem, metadata={"path": path})
+    doc = Document(id=name, text=text, source=config.source or stem, metadata={"path": path})
     if len(data) > config.max_document_bytes:
         rest = len(data) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
         yield Oversized(doc, rest)
@@ -291,7 +332,7 @@ def _warc_document(record: Any, text: str, source: str, metadata: dict[str, Any]
     )
 
 
-def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """Common Crawl WET: `conversion` records whose payload is the extracted UTF-8 text."""
     from fastwarc.warc import WarcRecordType
 
@@ -311,7 +352,7 @@ def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Re
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """WARC `response` records with HTML, converted to main text with resiliparse."""
     from fastwarc.warc import WarcRecordType
     from resiliparse.extract.html2text import extract_plain_text
@@ -370,7 +411,7 @@ def decode_http_body(body: bytes, http: Any) -> bytes:
     return body
 
 
-PARSERS: dict[str, Callable[[IO[bytes], str, ReaderConfig], Iterator[Record]]] = {
+PARSERS: dict[str, Callable[[IO[bytes], str, ReaderConfig, str], Iterator[Record]]] = {
     "wet": parse_wet,
     "warc": parse_warc,
     "jsonl": parse_jsonl,
@@ -379,13 +420,46 @@ PARSERS: dict[str, Callable[[IO[bytes], str, ReaderConfig], Iterator[Record]]] =
 }
 
 
-def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig) -> Iterator[Record]:
+def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig, name: str | None = None) -> Iterator[Record]:
     """Every record of one file; a read error ends the file with a counted `Skip` (records before it
-    are kept)."""
+    are kept). `name` prefixes default ids (`name:line`; default: the file's stem). Documents come out
+    with valid text only: lone surrogates (which JSON escapes can carry) become U+FFFD, counted."""
     fmt = config.format or detect_format(path)
+    compressed = path.lower().endswith(_COMPRESSED_SUFFIXES)
+    if compressed and hasattr(raw, "peek") and not raw.peek(1):
+        yield Skip("corrupt_compression", f"{path}: an empty file (a compressed file holds at least a header)")
+        return
     stream = decompressed(raw, path)
     try:
-        yield from PARSERS[fmt](stream, path, config)
+        for record in PARSERS[fmt](stream, path, config, name or file_stem(path)):
+            doc = record.doc if isinstance(record, Oversized) else record
+            if isinstance(doc, Document) and _repair_surrogates(doc):
+                yield Repaired("lone_surrogate", f"{path}: {doc.id}")
+            yield record
     except READ_ERRORS as error:
-        kind = "corrupt_compression" if path.lower().endswith(_COMPRESSED_SUFFIXES) else "corrupt_file"
-        yield Skip(kind, f"{path}: {type(error).__name__}: {error}")
+        yield Skip("corrupt_compression" if compressed else "corrupt_file", f"{path}: {type(error).__name__}: {error}")
+
+
+def _valid(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _repair_surrogates(doc: Document) -> bool:
+    """Replace lone surrogates in a document's strings (in place: the reader owns the new document);
+    True when there were any."""
+    repaired = False
+    for field in ("id", "text", "url", "source"):
+        value = getattr(doc, field)
+        if value is not None and not value.isascii() and not _valid(value):
+            setattr(doc, field, _SURROGATES.sub("\ufffd", value))
+            repaired = True
+    if doc.metadata:
+        dumped = json.dumps(doc.metadata, ensure_ascii=False)
+        if not _valid(dumped):
+            doc.metadata = json.loads(_SURROGATES.sub("\ufffd", dumped))
+            repaired = True
+    return repaired

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
+import xxhash
 
 from filters.base import run_stages
 from filters.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, Document, Rejection
@@ -207,7 +208,8 @@ class PhaseRunner(UnitRunner):
         self.phase = phase
         self.context = context
         config = context.config
-        build_stages(phase.stages, config.stage_options)  # fail on bad options before the job starts
+        for stage in build_stages(phase.stages, config.stage_options):  # bad options or model files fail here
+            stage.check()
 
     def setup(self) -> None:
         super().setup()
@@ -278,7 +280,8 @@ class PhaseRunner(UnitRunner):
         config = replace(reader, source=task.get("source") or reader.source, limit=None)
         counts.values.update(files=1, input_bytes=task.get("size", 0))
         read = 0
-        for record in iter_records(task["path"], config):
+        ids = UniqueIds()
+        for record in iter_records(task["path"], config, task.get("name")):
             if isinstance(record, Skip):
                 counts.skipped[record.reason] += 1
                 if sum(counts.skipped.values()) <= LOGGED_SKIPS:
@@ -287,6 +290,9 @@ class PhaseRunner(UnitRunner):
             if isinstance(record, Repaired):
                 counts.repaired[record.reason] += 1
                 continue
+            doc = record.doc if isinstance(record, Oversized) else record
+            if ids.make_unique(doc):
+                counts.repaired["duplicate_id"] += 1
             if isinstance(record, Oversized):
                 counts.values["input_text_bytes"] += record.size
                 yield read, truncated_rejection(record)
@@ -311,6 +317,27 @@ class PhaseRunner(UnitRunner):
             for values in batch.to_pylist():
                 yield row, Document.from_row(values)
                 row += 1
+
+
+class UniqueIds:
+    """Makes the ids of one file's documents unique: a repeated id gets `~2`, `~3`... in order of appearance
+    (deterministic), counted as `repaired.duplicate_id`. Remembers 64-bit hashes, not the ids."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def make_unique(self, doc: Document) -> bool:
+        key = xxhash.xxh3_64_intdigest(doc.id.encode("utf-8", errors="surrogatepass"))
+        if key not in self._seen:
+            self._seen.add(key)
+            return False
+        base, repeat = doc.id, 2
+        while key in self._seen:
+            doc.id = f"{base}~{repeat}"
+            key = xxhash.xxh3_64_intdigest(doc.id.encode("utf-8", errors="surrogatepass"))
+            repeat += 1
+        self._seen.add(key)
+        return True
 
 
 def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

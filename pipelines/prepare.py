@@ -32,7 +32,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from filters.document import SCHEMA_VERSION
 from filters.options import ConfigError
 from filters.prepared import DOCUMENTS_DIR, MANIFEST_NAME, REJECTED_DIR, read_manifest
-from pipelines.arrow_files import delete, exists, join, read_bytes, write_bytes, write_manifest
+from pipelines.arrow_files import check_writable, delete, exists, join, read_bytes, write_bytes, write_manifest
 from pipelines.commands import LOCAL_RUNNER, prepare_flag_values
 from pipelines.compose import ShardWriter, plan_shards
 from pipelines.config import PrepareConfig, dump_config, load_prepare_config
@@ -144,17 +144,21 @@ def build_prepare(
 
 
 def accounting(summary: Info) -> dict[str, Any]:
-    """read = kept + dropped, with drops, skips and repairs grouped by reason."""
+    """records seen = documents read + records skipped; read = kept + dropped; drops, skips and repairs
+    grouped by reason. A file that ends early (a truncated or corrupt stream) counts one skip."""
     counts = summary["counts"]
     dropped = dict(sorted(summary["dropped"].items()))
+    skipped = dict(sorted(summary["skipped"].items()))
     read, kept = counts.get("read", 0), counts.get("kept", 0)
     return {
         "files": counts.get("files", 0),
+        "seen": read + sum(skipped.values()),
         "read": read,
         "kept": kept,
         "dropped": dropped,
         "dropped_total": sum(dropped.values()),
-        "skipped": dict(sorted(summary["skipped"].items())),
+        "skipped": skipped,
+        "skipped_total": sum(skipped.values()),
         "repaired": dict(sorted(summary["repaired"].items())),
         "balanced": read == kept + sum(dropped.values()),
     }
@@ -299,6 +303,9 @@ def run_prepare(args: argparse.Namespace) -> int:
         return 0
     specs = [parse_input(spec) for spec in args.inputs]
     check_inputs(specs, config.reader.format)
+    check_writable(output)
+    if not config.stages and not args.quiet:
+        print("note: no stages configured: documents are read and written unchanged", file=sys.stderr)
     tasks = plan_tasks(specs, config.reader)
     run = {
         "fingerprint": fingerprint(

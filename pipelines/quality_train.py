@@ -9,20 +9,24 @@ e.g. on the DCLM human labels: `--labeled dclm.jsonl.gz --label-field label`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
 from filters.classifier_metrics import binary_report
 from filters.document import Document
+from filters.fasttext_model import CHECKSUM_SUFFIX, model_checksum_line
 from filters.model_files import is_url
 from filters.options import ConfigError, build_config, given_values
 from filters.quality import QualityClassifier, QualityConfig
 from filters.quality_training import TrainingParams, train_quality_model
 from pipelines import model_staging
+from pipelines.arrow_files import check_writable, split_path, write_bytes
 from pipelines.readers import iter_documents_from
 
 
@@ -42,6 +46,7 @@ def _label(doc: Document, field: str) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     params = build_config(TrainingParams, given_values(args, TrainingParams), "quality train")
+    check_writable(split_path(args.output)[0] or ".")
     with tempfile.TemporaryDirectory(prefix="llamaprep-quality-") as tmp:
         local_output = os.path.join(tmp, "quality.bin") if is_url(args.output) else args.output
         try:
@@ -50,9 +55,11 @@ def run_train(args: argparse.Namespace) -> int:
             )
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        digest = hashlib.sha256(Path(local_output).read_bytes()).hexdigest()
         if local_output != args.output:
             with open(local_output, "rb") as src, FileSystems.create(args.output) as out:
                 shutil.copyfileobj(src, out, length=1 << 20)
+        write_bytes(args.output + CHECKSUM_SUFFIX, model_checksum_line(args.output, digest).encode())
     print(result.format())
     print(f"model written to {args.output}")
     return 0

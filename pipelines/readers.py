@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from filters.document import Document, Rejection
 from filters.options import ConfigError
-from pipelines.formats import Oversized, ReaderConfig, Record, Skip, detect_format, parse_stream
+from pipelines.formats import Oversized, ReaderConfig, Record, Skip, detect_format, file_stem, parse_stream
 
 LOG = logging.getLogger(__name__)
 TOO_LARGE_REASON = "reader.too_large"
@@ -82,9 +83,16 @@ def plan_tasks(specs: Iterable[InputSpec], config: ReaderConfig) -> list[dict[st
             files[path] = (size, spec.source, spec.pattern)
     tasks: list[dict[str, object]] = []
     remaining = config.limit
+    names = record_names(sorted(files))
     for path in sorted(files):
         size, source, _ = files[path]
-        task: dict[str, object] = {"index": len(tasks), "path": path, "source": source, "size": size}
+        task: dict[str, object] = {
+            "index": len(tasks),
+            "path": path,
+            "source": source,
+            "size": size,
+            "name": names[path],
+        }
         if remaining is not None:
             if remaining <= 0:
                 break
@@ -92,6 +100,20 @@ def plan_tasks(specs: Iterable[InputSpec], config: ReaderConfig) -> list[dict[st
             remaining -= task["limit"]  # type: ignore[operator]
         tasks.append(task)
     return tasks
+
+
+def record_names(paths: list[str]) -> dict[str, str]:
+    """The prefix of each file's default ids (`name:line`): its path relative to the folder all inputs
+    share, without format suffixes, so `2019/part-0000.jsonl` and `2020/part-0000.jsonl` stay apart (and
+    the files of one folder keep their stem; `intro.txt` and `intro.md` keep their suffixes). Stable for the
+    same set of inputs."""
+    folders = [path.split("/")[:-1] for path in paths]
+    common = 0
+    while folders and all(len(f) > common and f[common] == folders[0][common] for f in folders):
+        common += 1
+    names = {path: "/".join([*path.split("/")[common:-1], file_stem(path)]) for path in paths}
+    taken = Counter(names.values())
+    return {path: name if taken[name] == 1 else "/".join(path.split("/")[common:]) for path, name in names.items()}
 
 
 def _count_documents(path: str, config: ReaderConfig, at_most: int) -> int:
@@ -104,15 +126,16 @@ def _count_documents(path: str, config: ReaderConfig, at_most: int) -> int:
     return count
 
 
-def iter_records(path: str, config: ReaderConfig) -> Iterator[Record]:
-    """All records of one file, opened through Beam FileSystems (compression handled by the parser)."""
+def iter_records(path: str, config: ReaderConfig, name: str | None = None) -> Iterator[Record]:
+    """All records of one file, opened through Beam FileSystems (compression handled by the parser);
+    `name` prefixes default ids (see `record_names`)."""
     try:
         raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     except Exception as error:
         yield Skip("unreadable_file", f"{path}: {error}")
         return
     with raw:
-        yield from parse_stream(raw, path, config)
+        yield from parse_stream(raw, path, config, name)
 
 
 def truncated_rejection(record: Oversized) -> Rejection:
@@ -130,19 +153,18 @@ def iter_documents_from(inputs: Iterable[str], fmt: str | None = None, **options
     check_inputs(specs, fmt)
     counts: dict[str, int] = {}
     produced = 0
-    for spec in specs:
-        file_config = replace(config, source=spec.source or config.source)
-        for path in match_files(spec.pattern):
-            for record in iter_records(path, file_config):
-                if isinstance(record, Document):
-                    yield record
-                    produced += 1
-                    if config.limit is not None and produced >= config.limit:
-                        _log_counts(counts)
-                        return
-                else:
-                    key = type(record).__name__.lower() + "." + getattr(record, "reason", "too_large")
-                    counts[key] = counts.get(key, 0) + 1
+    for task in plan_tasks(specs, replace(config, limit=None)):
+        file_config = replace(config, source=task["source"] or config.source)
+        for record in iter_records(str(task["path"]), file_config, str(task["name"])):
+            if isinstance(record, Document):
+                yield record
+                produced += 1
+                if config.limit is not None and produced >= config.limit:
+                    _log_counts(counts)
+                    return
+            else:
+                key = type(record).__name__.lower() + "." + getattr(record, "reason", "too_large")
+                counts[key] = counts.get(key, 0) + 1
     _log_counts(counts)
 
 

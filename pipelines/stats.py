@@ -146,6 +146,8 @@ def render_text(stats: dict[str, Any], top: int = 15) -> str:
     blocks = [
         _table(
             [
+                ("records seen", f"{acc.get('seen', acc['read']):>10,}"),
+                ("records skipped (not documents)", f"{acc.get('skipped_total', 0):>10,}"),
                 ("documents read", f"{acc['read']:>10,}"),
                 ("documents kept", _share(acc["kept"], acc["read"])),
                 ("documents dropped", _share(acc["dropped_total"], acc["read"])),

@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from filters.document import UNKNOWN_LANGUAGE
 from filters.options import ConfigError
 from filters.prepared import MANIFEST_NAME, open_arrow, read_manifest, shard_paths
-from pipelines.arrow_files import ensure_dir, join, write_bytes, write_manifest
+from pipelines.arrow_files import check_writable, ensure_dir, join, write_bytes, write_manifest
 from pipelines.commands import DEFAULT_TASK_DOCUMENTS
 from pipelines.exchange import Spread
 from pipelines.runners import METRICS_NAMESPACE, counters, pipeline_options, run_pipeline
@@ -129,7 +129,8 @@ class EncodeTask(beam.DoFn):
         table = token_table(rows["id"], rows["source"], rows["language"], rows["tokens"], self._dtype)
         key = f"{task['shard']:05d}-{task['first']:06d}"
         path = join(self._output, STAGING_DIR, split, f"{key}.arrow")
-        write_bytes(path, _ipc_bytes(table))
+        data = _ipc_bytes(table)
+        write_bytes(path, data)
         lengths = [len(t) for t in rows["tokens"]]
         by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_language: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -145,6 +146,8 @@ class EncodeTask(beam.DoFn):
             "staged": path,
             "documents": len(lengths),
             "tokens": int(sum(lengths)),
+            "bytes": data.size,
+            "sha256": hashlib.sha256(memoryview(data)).hexdigest(),
             "by_source": dict(by_source),
             "by_language": dict(by_language),
         }
@@ -175,7 +178,7 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
             already_moved = FileSystems.exists(final) and not FileSystems.exists(record["staged"])  # a retry
             if not already_moved:
                 FileSystems.rename([record["staged"]], [final])
-            entries.append({"path": relative, "documents": record["documents"], "tokens": record["tokens"]})
+            entries.append({k: record[k] for k in ("documents", "tokens", "bytes", "sha256")} | {"path": relative})
         splits[split] = entries
     staging = join(output, STAGING_DIR)
     if FileSystems.exists(staging):
@@ -259,6 +262,7 @@ def tokenize(
         raise FileNotFoundError(f"{input_dir} holds no documents (its manifest lists no shards)")
     tokenizer, model_proto = load_tokenizer(model_path)
     open_output(output, overwrite)
+    check_writable(output)
     header = manifest_header(input_dir, inputs, tokenizer, model_proto, val_fraction)
 
     def build(pipeline: beam.Pipeline) -> None:

@@ -129,7 +129,11 @@ def test_merge_command_writes_one_consolidated_file(tmp_path, capsys) -> None:
         torch.save(half, tmp_path / f"consolidated.{rank:02d}.pth")
     (tmp_path / "params.json").write_text(json.dumps({**args.to_params(), "vocab_size": -1}))
     assert main(["convert", "merge", str(tmp_path), str(tmp_path / "merged")]) == 0
-    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == ["consolidated.00.pth", "params.json"]
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == [
+        "checksums.json",
+        "consolidated.00.pth",
+        "params.json",
+    ]
     merged = load_checkpoint_model(tmp_path / "merged")
     assert all(torch.equal(merged.state_dict()[k], v) for k, v in state.items())
     save_checkpoint(args, state, tmp_path / "single")

@@ -17,6 +17,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
+from filters.options import ConfigError
+
 MODEL_MESSAGE = "sentencepiece.ModelProto"
 
 
@@ -42,9 +44,19 @@ def model_proto_class() -> type:
 
 def load_model_proto(path: str | os.PathLike) -> Any:
     """A parsed SentencePiece model (pieces, trainer_spec, normalizer_spec)."""
+    from google.protobuf.message import DecodeError
+
     proto = model_proto_class()()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no SentencePiece model at {path}")
     with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
+        data = f.read()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError:
+        raise ConfigError(f"{path} is not a SentencePiece model (it does not parse)") from None
+    if not data or not proto.pieces:
+        raise ConfigError(f"{path} is not a SentencePiece model (it has no pieces)")
     return proto
 
 

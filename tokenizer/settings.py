@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from filters.options import ConfigError
+
 PROTO = "trainer_spec/normalizer_spec of Meta's LLaMA tokenizer.model"
 PAPER = "LLaMA paper (Touvron et al. 2023), section 2 'Tokenizer'"
 
@@ -89,7 +91,7 @@ def trainer_settings(**overrides: Any) -> dict[str, Any]:
     """
     unknown = set(overrides) - RUN_DEPENDENT
     if unknown:
-        raise ValueError(f"only {sorted(RUN_DEPENDENT)} may differ from LLaMA's settings, not {sorted(unknown)}")
+        raise ConfigError(f"only {sorted(RUN_DEPENDENT)} may differ from LLaMA's settings, not {sorted(unknown)}")
     settings = {name: value for name, value in llama_settings().items() if name not in DEPRECATED}
     settings["num_threads"] = os.cpu_count() or 1
     settings.update(overrides)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from filters.options import ConfigError
+
 TOKEN_SHARD_KIND = "tokens"
 TOKEN_SCHEMA_VERSION = 1
 SPLITS = ("train", "val")
@@ -107,14 +109,24 @@ def read_token_manifest(directory: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{directory} is not a token dataset: no manifest.json (run `llamaprep tokenize`)")
     manifest = json.loads(path.read_text())
     if manifest.get("kind") != TOKEN_SHARD_KIND:
-        raise ValueError(f"{path} describes {manifest.get('kind')!r} shards, not token shards")
+        raise ConfigError(f"{path} describes {manifest.get('kind')!r} shards, not token shards")
     return manifest
 
 
 def token_shard_paths(directory: str | os.PathLike, split: str) -> list[Path]:
-    """The shard files of one split, in manifest order."""
+    """The shard files of one split, in manifest order; each must be there with the size it records."""
     manifest = read_token_manifest(directory)
-    return [Path(directory) / entry["path"] for entry in manifest["splits"].get(split, [])]
+    paths = []
+    for entry in manifest["splits"].get(split, []):
+        path = Path(directory) / entry["path"]
+        size = path.stat().st_size if path.is_file() else None
+        if size is None or ("bytes" in entry and size != entry["bytes"]):
+            found = "missing" if size is None else f"{size:,} bytes"
+            raise FileNotFoundError(
+                f"{path} is damaged ({found}; the manifest says {entry.get('bytes', 0):,} bytes): tokenize again"
+            )
+        paths.append(path)
+    return paths
 
 
 def iter_token_shards(paths: Iterable[str | os.PathLike]) -> Iterator[TokenShard]:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import sentencepiece as spm
 
+from filters.options import ConfigError
+
 
 class Tokenizer:
     """A SentencePiece model with LLaMA's special-token conventions (BOS/EOS added on request)."""
@@ -25,15 +27,20 @@ class Tokenizer:
         if model_proto is None:
             if not os.path.isfile(model_path):
                 raise FileNotFoundError(f"no SentencePiece model at {model_path}")
-            self.sp_model = spm.SentencePieceProcessor(model_file=self.model_path)
-        else:
+            with open(model_path, "rb") as f:
+                model_proto = f.read()
+        if not model_proto:
+            raise ConfigError(f"{model_path} is empty, not a SentencePiece model")
+        try:
             self.sp_model = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError:
+            raise ConfigError(f"{model_path} is not a SentencePiece model (it does not parse)") from None
         self.n_words: int = self.sp_model.vocab_size()
         self.bos_id: int = self.sp_model.bos_id()
         self.eos_id: int = self.sp_model.eos_id()
         self.pad_id: int = self.sp_model.pad_id()
         if self.bos_id < 0 or self.eos_id < 0:
-            raise ValueError(f"{model_path} defines no BOS/EOS pieces, which LLaMA's document format needs")
+            raise ConfigError(f"{model_path} defines no BOS/EOS pieces, which LLaMA's document format needs")
 
     def encode(self, s: str, bos: bool, eos: bool) -> list[int]:
         ids = self.sp_model.encode(s)

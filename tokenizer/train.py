@@ -81,8 +81,29 @@ def train_tokenizer(
         overrides["character_coverage"] = character_coverage
     settings = trainer_settings(**overrides)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot write to {output}: {error}") from None
+    try:
+        return _train(paths, output, vocab_size, input_sentence_size, seed, weights, settings, verbose)
+    except BaseException:
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # a failed run leaves no empty folder behind
+        raise
 
+
+def _train(
+    paths: list[str],
+    output: Path,
+    vocab_size: int,
+    input_sentence_size: int,
+    seed: int,
+    weights: dict | None,
+    settings: dict,
+    verbose: bool,
+) -> dict:
     started = time.monotonic()
     print(f"sampling up to {input_sentence_size:,} sentences from {len(paths)} shard(s), seed {seed}", file=sys.stderr)
     sentences, sample = sample_sentences(
