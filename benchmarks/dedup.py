@@ -29,15 +29,15 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from measure import measure  # noqa: E402  benchmarks/measure.py (the script's folder)
 
 BANDS = [(0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0), (1.0, 1.01)]
 DEFAULT_DATATROVE_PYTHON = "/work/venv-datatrove/bin/python"
@@ -170,15 +170,12 @@ def run_datatrove(shards: list[str], out: str, params: dict) -> None:
 # ---------------------------------------------------------------- measurement and scoring (parent)
 
 
-def measure(command: list[str]) -> dict:
-    """Run a side; CPU seconds (user+sys of the process tree), wall seconds and peak RSS."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command[0]} side failed with status {status}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+def run_side(command: list[str]) -> dict:
+    """Run a side (`measure.measure`: CPU seconds of the process tree, wall seconds, peak RSS)."""
+    usage = measure(command)
+    if usage.pop("returncode") != 0:
+        raise SystemExit(f"{command[0]} side failed")
+    return usage
 
 
 CJK = "\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -346,7 +343,7 @@ def main() -> None:
                 command = [python, str(Path(__file__).resolve()), "--side", name, "--out", out, "--shards", *shards]
                 command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items() if k != "seed"]
                 command += [f"--seeds={seed}"]
-                usages[(seed, name)] = measure(command)
+                usages[(seed, name)] = run_side(command)
         texts = {row["id"]: row["text"] for row in _iter_jsonl(shards)}
         with gzip.open(Path(args.bench, "webmix-truth.jsonl.gz"), "rt") as f:
             truth = {row["id"]: row for row in map(json.loads, f) if row["id"] in texts}

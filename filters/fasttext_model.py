@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from filters.model_files import is_url
 from filters.options import ConfigError
 
 LABEL_PREFIX = "__label__"
@@ -65,9 +66,18 @@ def check_model_file(path: str) -> None:
         raise ConfigError(f"{path} is {what}")
     checksum = pathlib.Path(path + CHECKSUM_SUFFIX)
     if checksum.is_file():
-        expected = checksum.read_text().split()[0] if checksum.read_text().strip() else ""
+        expected = (checksum.read_text().split() or [""])[0]
         if hashlib.sha256(file.read_bytes()).hexdigest() != expected:
             raise ConfigError(f"{path} is damaged: its sha256 differs from {checksum.name}; train or copy it again")
+
+
+def check_fasttext_model(path: str) -> None:
+    """Before any work: a local model's file checks, then a load, so that a corrupt model fails in one line
+    (the load is cached, so stages set up in this process reuse it). Remote models are fetched by workers."""
+    if is_url(path):
+        return
+    check_model_file(path)
+    load_fasttext_model(path)
 
 
 def load_fasttext_model(path: str) -> Any:

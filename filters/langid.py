@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from filters.base import Stage
 from filters.document import UNKNOWN_LANGUAGE, Document, Rejection
 from filters.fasttext_model import (
-    check_model_file,
+    check_fasttext_model,
     load_fasttext_model,
     packaged_lid_model_path,
     predict_top,
     single_line,
     strip_label,
 )
-from filters.model_files import is_url, local_model_path
+from filters.model_files import local_model_path
 from filters.options import ConfigError, option
 
 
@@ -51,14 +51,13 @@ class LangIdConfig:
         return frozenset(strip_label(language) for language in self.languages)
 
 
-def language_decision(language: str | None, score: float, config: LangIdConfig) -> str | None:
-    """The rejection reason for a prediction, or None to keep the document."""
-    kept = config.kept_languages()
+def language_decision(language: str | None, score: float, kept: frozenset[str], min_score: float) -> str | None:
+    """The rejection reason for a prediction, or None to keep the document (`kept`: empty keeps any language)."""
     if language is None:
-        return "langid.empty" if kept or config.min_score > 0 else None
+        return "langid.empty" if kept or min_score > 0 else None
     if kept and language not in kept:
         return "langid.language"
-    if score < config.min_score:
+    if score < min_score:
         return "langid.low_score"
     return None
 
@@ -78,13 +77,13 @@ class LanguageIdentifier(Stage):
     Config = LangIdConfig
 
     def check(self) -> None:
-        if self.config.model_path and not is_url(self.config.model_path):
-            check_model_file(self.config.model_path)
-            load_fasttext_model(self.config.model_path)  # a corrupt model fails here, in one line (cached for the run)
+        if self.config.model_path:
+            check_fasttext_model(self.config.model_path)
 
     def setup(self) -> None:
         path = self.config.model_path or packaged_lid_model_path()
         self._model = load_fasttext_model(local_model_path(path))
+        self._kept = self.config.kept_languages()
 
     def process_batch(self, docs: list[Document]) -> list[Document | Rejection]:
         lines = [single_line(doc.text) for doc in docs]
@@ -94,6 +93,6 @@ class LanguageIdentifier(Stage):
         for i, doc in enumerate(docs):
             language, score = predictions.get(i, (None, 0.0))
             doc = dataclasses.replace(doc, language=language, language_score=score if language is not None else None)
-            reason = language_decision(language, score, self.config)
+            reason = language_decision(language, score, self._kept, self.config.min_score)
             results.append(doc if reason is None else Rejection(doc, reason))
         return results

@@ -109,18 +109,21 @@ def shard_paths(directory: str, kind: str = DOCUMENTS_DIR) -> list[str]:
     """The shards of one kind (`documents` or `rejected`, per-language sub-folders included) that the
     manifest lists, sorted by path; each must be there with the size the manifest records."""
     entry = read_manifest(directory).get(kind) or {}
-    paths = []
-    for shard in entry.get("shards", []):
-        path = join(directory, shard["path"])
-        size = file_size(path)
-        if size is None or ("bytes" in shard and size != shard["bytes"]):
-            found = "missing" if size is None else f"{size:,} bytes"
-            raise FileNotFoundError(
-                f"{path} is damaged ({found}; the manifest says {shard.get('bytes', 0):,} bytes): "
-                "prepare the data again or restore the file"
-            )
-        paths.append(path)
-    return sorted(paths)
+    return sorted(
+        listed_file(directory, shard, "prepare the data again or restore the file") for shard in entry.get("shards", [])
+    )
+
+
+def listed_file(directory: str, entry: dict[str, Any], remedy: str) -> str:
+    """The path of a file a manifest lists (prepared or token shards); it must be there with the size the
+    manifest records, or the reader stops with one line naming it and `remedy`."""
+    path = join(directory, entry["path"])
+    size = file_size(path)
+    if size is None or ("bytes" in entry and size != entry["bytes"]):
+        found = "missing" if size is None else f"{size:,} bytes"
+        expected = entry.get("bytes", 0)
+        raise FileNotFoundError(f"{path} is damaged ({found}; the manifest says {expected:,} bytes): {remedy}")
+    return path
 
 
 def iter_texts(paths: Iterable[str], columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:

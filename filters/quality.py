@@ -23,13 +23,13 @@ import numpy as np
 from filters.base import Stage
 from filters.document import Document, Rejection
 from filters.fasttext_model import (
-    check_model_file,
+    check_fasttext_model,
     load_fasttext_model,
     model_labels,
     predict_label_probability,
     strip_label,
 )
-from filters.model_files import is_url, local_model_path
+from filters.model_files import local_model_path
 from filters.options import ConfigError, option
 
 POSITIVE_LABEL = "hq"
@@ -87,9 +87,7 @@ class QualityClassifier(Stage):
     Config = QualityConfig
 
     def check(self) -> None:
-        if not is_url(self.config.model_path):
-            check_model_file(self.config.model_path)
-            load_fasttext_model(self.config.model_path)  # a corrupt model fails here, in one line (cached for the run)
+        check_fasttext_model(self.config.model_path)
 
     def setup(self) -> None:
         model = load_fasttext_model(local_model_path(self.config.model_path))

@@ -21,7 +21,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from model.config import ModelArgs
 from model.distributed import DistributedContext, all_gather_objects, barrier
 from model.integrity import DamagedCheckpoint, load_torch, verify_checkpoint, write_checksums
-from model.meta_format import atomic_torch_save, save_checkpoint
+from model.meta_format import atomic_torch_save, write_model_files
 
 TRAIN_STATE_FILE = "train_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -90,10 +90,10 @@ def save_training_checkpoint(
     if context.is_main:
         staging = final.with_name(f".{final.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        save_checkpoint(model_args, model_state, staging, tokenizer_model=tokenizer_model)
+        write_model_files(model_args, model_state, staging, tokenizer_model=tokenizer_model)
         state = {**train_state, "step": step, "optimizer": optimizer_state, "rng": rng_states}
         atomic_torch_save(state, staging / TRAIN_STATE_FILE)
-        write_checksums(staging, [path.name for path in staging.iterdir() if not path.name.startswith(".")])
+        write_checksums(staging)  # once, over the model's files and the train state
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in step_directories(output)[:-keep] if keep > 0 else []:
@@ -105,12 +105,12 @@ def save_training_checkpoint(
 def load_training_checkpoint(
     directory: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, context: DistributedContext
 ) -> dict:
-    """Restore model and optimizer in place (sharded or not) and this rank's RNG; returns the train state."""
+    """Restore model and optimizer in place (sharded or not) and this rank's RNG; returns the train state.
+    Checksums are checked where the checkpoint is chosen (`model.train.resolve_resume`), once."""
     directory = Path(directory)
     state_path = directory / TRAIN_STATE_FILE
     if not state_path.is_file():
         raise FileNotFoundError(f"{directory} is not a training checkpoint (no {TRAIN_STATE_FILE})")
-    verify_checkpoint(directory)
     model_state = load_torch(directory / "consolidated.00.pth", map_location="cpu", weights_only=True, mmap=True)
     state = load_torch(state_path, map_location="cpu", weights_only=True)
     set_state_dict(

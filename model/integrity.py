@@ -35,10 +35,15 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def write_checksums(directory: str | os.PathLike, names: list[str]) -> None:
-    """Record the size and sha256 of each named file of a checkpoint directory (those present)."""
+def write_checksums(directory: str | os.PathLike) -> None:
+    """Record the size and sha256 of every file of a checkpoint directory (hidden temporaries aside); the
+    writer calls it once, after its last file is in place."""
     directory = Path(directory)
-    listed = sorted(name for name in names if name != CHECKSUMS_FILE and (directory / name).is_file())
+    listed = sorted(
+        path.name
+        for path in directory.iterdir()
+        if path.is_file() and path.name != CHECKSUMS_FILE and not path.name.startswith(".")
+    )
     sums = {name: file_digest(directory / name) for name in listed}
     tmp = directory / f".{CHECKSUMS_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")

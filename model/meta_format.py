@@ -94,7 +94,19 @@ def save_checkpoint(
     directory: str | os.PathLike,
     tokenizer_model: str | os.PathLike | None = None,
 ) -> None:
-    """Write params.json + consolidated.00.pth (each via a temporary name and rename); copy the tokenizer."""
+    """Write params.json + consolidated.00.pth (each via a temporary name and rename), copy the tokenizer,
+    then record the checksums."""
+    write_model_files(args, state_dict, directory, tokenizer_model)
+    write_checksums(directory)
+
+
+def write_model_files(
+    args: ModelArgs,
+    state_dict: dict[str, torch.Tensor],
+    directory: str | os.PathLike,
+    tokenizer_model: str | os.PathLike | None = None,
+) -> None:
+    """The files of a model directory without checksums (a training checkpoint adds its own files first)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in state_dict.items()}
@@ -102,7 +114,6 @@ def save_checkpoint(
     atomic_write_text(directory / PARAMS_FILE, json.dumps(args.to_params(), indent=2) + "\n")
     if tokenizer_model is not None and Path(tokenizer_model).resolve() != (directory / TOKENIZER_FILE).resolve():
         shutil.copyfile(tokenizer_model, directory / TOKENIZER_FILE)
-    write_checksums(directory, [path.name for path in directory.iterdir() if not path.name.startswith(".")])
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

@@ -26,7 +26,7 @@ from model.checkpoint import latest_intact_checkpoint, load_training_checkpoint,
 from model.config import ModelArgs, TrainConfig, default_learning_rate, load_model_args
 from model.data import TokenLoader
 from model.distributed import DistributedContext, all_reduce_mean, setup, shard_model, teardown
-from model.integrity import DamagedCheckpoint
+from model.integrity import DamagedCheckpoint, verify_checkpoint
 from model.llama import Transformer, build_model, flops_per_token
 from model.meta_format import TOKENIZER_FILE, read_params
 from model.metrics import MetricsLogger, peak_flops
@@ -180,9 +180,12 @@ def tokenizer_model_path(config_data: str, explicit: str | None) -> Path | None:
 
 
 def resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:
+    """The checkpoint to continue from, its files checked against their checksums: the one given, or with
+    "latest" the newest intact one (newer damaged ones are passed over, and said so)."""
     if resume is None:
         return None
     if resume != "latest":
+        verify_checkpoint(resume)
         return Path(resume)
     found, passed_over = latest_intact_checkpoint(config.output)
     for damage in passed_over:

@@ -42,7 +42,7 @@ from filters.prepared import read_table
 from filters.survivors import check_keep_rule, choose_survivors, represented
 from pipelines.arrow_files import write_routed
 from pipelines.connected_components import DEFAULT_MAX_ROUNDS, ConnectedComponents
-from pipelines.exchange import FileExchange, Info
+from pipelines.exchange import FileExchange, Info, RunUnits
 from pipelines.workdir import UnitRunner, WorkDir, unit_of_task
 
 Decided = tuple[beam.PCollection, list[beam.PCollection]]
@@ -342,6 +342,12 @@ class _ClusterMembers(UnitRunner):
         return [write_routed(self.workdir.file(self.step, "members", name), table)]
 
 
+def _task_members(element: tuple[int, Any]) -> tuple[Info, Any]:
+    """A task's grouped (node, label) pairs as a unit for `_ClusterMembers`, in a deterministic order."""
+    task, labelled = element
+    return {"task": task}, lambda: sorted(labelled)
+
+
 def _survivors_of_members(rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     decisions = choose_survivors(
         [rows.column(ROUTE).to_numpy()],
@@ -382,8 +388,7 @@ class MinHashDedup(GlobalStage):
             | f"{context.step}/ByTask" >> beam.Map(lambda nl: (int(ref_task(np.uint64(nl[0]))), nl))
             | f"{context.step}/GroupByTask" >> beam.GroupByKey()
         )
-        members_runner = _ClusterMembers(context)
-        members = labelled | f"{context.step}/Members" >> beam.ParDo(_RunGrouped(members_runner))
+        members = labelled | f"{context.step}/Members" >> beam.ParDo(RunUnits(_ClusterMembers(context), _task_members))
         survivors = _PartitionRunner(
             dataclasses.replace(context, step=context.step + "-survivors"),
             _survivors_of_members,
@@ -391,17 +396,3 @@ class MinHashDedup(GlobalStage):
         )
         decisions = exchange.group(context.step + "-survivors", members, survivors)
         return decisions, [edges, decisions]
-
-
-class _RunGrouped(beam.DoFn):
-    """Runs a unit runner on (task, grouped values) elements."""
-
-    def __init__(self, runner: UnitRunner) -> None:
-        self._runner = runner
-
-    def setup(self) -> None:
-        self._runner.setup()
-
-    def process(self, element: tuple[int, Any]) -> Iterator[Info]:
-        task, values = element
-        yield from self._runner.run({"task": task}, lambda: sorted(values))

@@ -186,9 +186,8 @@ class FileExchange:
     def to_tasks(
         self, label: str, tasks: beam.PCollection, produced: beam.PCollection | None, consumer: Consumer
     ) -> beam.PCollection:
-        if produced is None:
-            return tasks | f"{label}/Run" >> beam.ParDo(RunUnits(consumer, _gather_task))
-        return tasks | f"{label}/Run" >> beam.ParDo(RunUnits(consumer, _gather_task), beam.pvalue.AsList(produced))
+        side = [] if produced is None else [beam.pvalue.AsList(produced)]
+        return tasks | f"{label}/Run" >> beam.ParDo(RunUnits(consumer, _gather_task), *side)
 
 
 # ---------------------------------------------------------------- shuffle
@@ -201,8 +200,8 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _from_ipc(chunks: Any) -> pa.Table | None:
-    return _concat([pa.ipc.open_stream(pa.py_buffer(chunk)).read_all() for chunk in chunks])
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 class _SplitByBucket(beam.DoFn):
@@ -238,10 +237,7 @@ def _bucket_unit(bits: int) -> Callable[[tuple[int, Any]], tuple[Info, Callable[
         bucket, chunks = element
 
         def gather() -> pa.Table | None:
-            tables = [
-                _with_task(pa.ipc.open_stream(pa.py_buffer(data)).read_all(), {"task": task}) for task, data in chunks
-            ]
-            return _concat(tables)
+            return _concat([_with_task(_from_ipc(data), {"task": task}) for task, data in chunks])
 
         return {"unit": f"b{bits}-{bucket:05d}"}, gather
 
@@ -251,7 +247,7 @@ def _bucket_unit(bits: int) -> Callable[[tuple[int, Any]], tuple[Info, Callable[
 def _task_group(element: tuple[int, dict[str, Any]]) -> tuple[Info, Callable[[], pa.Table | None]]:
     _, joined = element
     (task,) = joined["task"]
-    return task, lambda: _from_ipc(joined["rows"])
+    return task, lambda: _concat([_from_ipc(chunk) for chunk in joined["rows"]])
 
 
 class ShuffleExchange:

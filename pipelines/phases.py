@@ -239,10 +239,10 @@ class PhaseRunner(UnitRunner):
             raise
         if applier is not None:
             counts.metrics.update(applier.metrics)
-        info: Info = {"task": task["index"], "phase": self.phase.index, "counts": counts.as_dict()}
         if self.phase.final:
             counts.values["kept"] = outputs.kept
-            info["counts"] = counts.as_dict()
+        info: Info = {"task": task["index"], "phase": self.phase.index, "counts": counts.as_dict()}
+        if self.phase.final:
             info["partitions"] = documents
         else:
             info["documents"] = documents.get("")

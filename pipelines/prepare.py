@@ -22,7 +22,6 @@ import json
 import resource
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -42,7 +41,7 @@ from pipelines.phases import PhaseRunner, RunContext, global_stage, plan_phases
 from pipelines.progress import Progress, follow_dataflow
 from pipelines.readers import check_inputs, parse_input, plan_tasks
 from pipelines.runners import pipeline_options, run_pipeline
-from pipelines.workdir import RunLock, WorkDir, fault_injection, fingerprint
+from pipelines.workdir import RunLock, WorkDir, fault_injection, fingerprint, utc_timestamp
 
 SUMMARY_NAME = "summary.json"
 SHARDS_NAME = "shards.json"
@@ -201,7 +200,7 @@ def build_manifest(
         "kind": "documents",
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "llamaprep", "version": tool_version(), "beam": beam.__version__},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": utc_timestamp(),
         "runner": runner,
         "exchange": exchange,
         "resumed": resumed,
@@ -317,7 +316,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                 "tool": tool_version(),
             }
         ),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": utc_timestamp(),
         "inputs": list(args.inputs),
         "tasks": len(tasks),
     }

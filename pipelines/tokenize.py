@@ -229,9 +229,10 @@ def manifest_header(
 def open_output(output: str, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory unless asked to replace the old one, and never replace a
     directory of another kind (prepared documents)."""
-    existing = [join(output, name) for name in (MANIFEST_NAME, *SPLITS, STAGING_DIR)]
+    manifest = join(output, MANIFEST_NAME)
+    existing = [manifest, *(join(output, name) for name in (*SPLITS, STAGING_DIR))]
     present = [path for path in existing if FileSystems.exists(path)]
-    if FileSystems.exists(join(output, MANIFEST_NAME)):
+    if manifest in present:
         kind = read_manifest(output).get("kind")
         if kind != TOKEN_SHARD_KIND:
             raise ConfigError(f"{output} holds a {kind!r} directory, not token shards; choose another --output")

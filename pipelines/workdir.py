@@ -115,7 +115,7 @@ class RunLock:
 
     def __init__(self, output: str) -> None:
         self.path = join(output, LOCK_NAME)
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": utc_timestamp()}
         self.took_over: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,8 +137,11 @@ class RunLock:
             delete([self.path])
         raise ConfigError(f"cannot take the lock {self.path}")
 
+    def _record(self) -> bytes:
+        return json.dumps({**self.owner, "heartbeat": time.time()}).encode("utf-8")
+
     def _create(self) -> bool:
-        data = json.dumps({**self.owner, "heartbeat": time.time()}).encode("utf-8")
+        data = self._record()
         if is_local(self.path):
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             try:
@@ -161,7 +164,7 @@ class RunLock:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(LOCK_HEARTBEAT_SECONDS):
-            write_bytes(self.path, json.dumps({**self.owner, "heartbeat": time.time()}).encode("utf-8"))
+            write_bytes(self.path, self._record())
 
     def release(self) -> None:
         self._stop.set()
@@ -178,7 +181,8 @@ def _stale(holder: dict[str, Any]) -> bool:
     return time.time() - float(holder.get("heartbeat", 0)) > LOCK_STALE_SECONDS
 
 
-def _now() -> str:
+def utc_timestamp() -> str:
+    """Now, in UTC, to the second (run, lock and manifest times)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 

@@ -249,6 +249,9 @@ def test_damaged_checkpoint_files_are_named_and_resume_falls_back(trained_run, t
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(target) in err, err
     resumed = [a if a != root / "run" else run for a in args]
     resumed[resumed.index("--steps") + 1] = "6"
+    assert cli(*resumed, "--resume", latest) == 2  # named explicitly, a damaged checkpoint is refused
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(target) in err, err
     assert cli(*resumed, "--resume") == 0
     err = capsys.readouterr().err
     assert "passing over a damaged checkpoint" in err and latest.name in err

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from filters.options import ConfigError
+from filters.prepared import listed_file
 
 TOKEN_SHARD_KIND = "tokens"
 TOKEN_SCHEMA_VERSION = 1
@@ -116,17 +117,7 @@ def read_token_manifest(directory: str | os.PathLike) -> dict:
 def token_shard_paths(directory: str | os.PathLike, split: str) -> list[Path]:
     """The shard files of one split, in manifest order; each must be there with the size it records."""
     manifest = read_token_manifest(directory)
-    paths = []
-    for entry in manifest["splits"].get(split, []):
-        path = Path(directory) / entry["path"]
-        size = path.stat().st_size if path.is_file() else None
-        if size is None or ("bytes" in entry and size != entry["bytes"]):
-            found = "missing" if size is None else f"{size:,} bytes"
-            raise FileNotFoundError(
-                f"{path} is damaged ({found}; the manifest says {entry.get('bytes', 0):,} bytes): tokenize again"
-            )
-        paths.append(path)
-    return paths
+    return [Path(listed_file(str(directory), entry, "tokenize again")) for entry in manifest["splits"].get(split, [])]
 
 
 def iter_token_shards(paths: Iterable[str | os.PathLike]) -> Iterator[TokenShard]:
