@@ -16,6 +16,9 @@ STAGES: dict[str, str] = {
     "langid": "filters.langid:LanguageIdentifier",
     "quality": "filters.quality:QualityClassifier",
     "perplexity": "filters.perplexity:PerplexityStage",
+    "arxiv_clean": "filters.latex:ArxivCleaner",
+    "code_quality": "filters.code:CodeFilter",
+    "gutenberg": "filters.books:GutenbergStrip",
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from filters.langid import LangIdConfig
+from filters.llama_sources import MAX_PAPER_EPOCHS
 from filters.options import add_arguments, given_values
 from filters.quality import QualityConfig
 from filters.quality_training import TrainingParams
@@ -80,6 +81,11 @@ def _register_prepare(subparsers: argparse._SubParsersAction) -> None:
         "inputs", nargs="*", metavar="INPUT", help="paths, globs, dirs or URLs; LABEL=PATTERN sets the source"
     )
     parser.add_argument("--output", "-o", help="output directory (local, gs://, s3://)")
+    parser.add_argument(
+        "--recipe",
+        help="a shipped per-source recipe (llama-commoncrawl, llama-wikipedia, llama-github, ...; `--recipe list` "
+        "names them); --config, flags and --set apply on top of it",
+    )
     parser.add_argument("--config", "-c", help="TOML or YAML config file (see --print-config)")
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config value")
     parser.add_argument("--stages", help="comma-separated stage order (overrides the config's `stages`)")
@@ -114,9 +120,24 @@ def _register_stats(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stats", help="summarize a prepared or token directory (table, --json, --html report)"
     )
-    parser.add_argument("directory", help="a prepared directory or a token directory (with manifest.json)")
+    parser.add_argument(
+        "directories",
+        nargs="+",
+        metavar="DIRECTORY",
+        help="a prepared or token directory (with manifest.json); several: tokens per source against LLaMA's mixture",
+    )
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON instead of a table")
+    parser.add_argument(
+        "--token-budget",
+        help="training tokens (e.g. 1.4T, 200B): the epochs each source needs under LLaMA's mixture, short ones warned",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        type=float,
+        default=MAX_PAPER_EPOCHS,
+        help="a source needing more passes than this is short (default: the paper's most, %(default)s)",
+    )
     parser.set_defaults(func=later("pipelines.stats:run_stats"))
 
 
@@ -147,6 +168,17 @@ def _register_quality(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--threshold", type=float, default=TrainingParams.threshold, help="decision threshold")
     evaluate.set_defaults(func=later("pipelines.quality_train:run_eval"))
 
+    references = commands.add_parser(
+        "references",
+        help="write the external URLs Wikipedia articles cite (the classifier's positives, LLaMA section 2.1)",
+        description="Streams MediaWiki dumps and writes each URL cited by an article (citation templates' url=, "
+        "links inside <ref>) once, in first-seen order; see docs/sources/wikipedia.md for turning them into "
+        "positives for `quality train`.",
+    )
+    references.add_argument("dumps", nargs="+", metavar="WIKI_DUMP", help="pages-articles XML dumps (.xml, .bz2)")
+    references.add_argument("--output", "-o", required=True, help="the URL list to write (local or URL)")
+    references.set_defaults(func=later("pipelines.quality_references:run_references"))
+
 
 def _register_tokenize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -155,7 +187,12 @@ def _register_tokenize(subparsers: argparse._SubParsersAction) -> None:
         description="Encode every document of a prepared directory as BOS + ids + EOS into memory-mappable "
         "Arrow token shards, split into train/val by document-id hash, with a manifest of counts.",
     )
-    parser.add_argument("shards", help="a prepared directory (output of `llamaprep prepare`)")
+    parser.add_argument(
+        "shards",
+        nargs="+",
+        metavar="PREPARED",
+        help="prepared directories (outputs of `llamaprep prepare`; one per source for a mixture)",
+    )
     parser.add_argument("--tokenizer", required=True, help="a SentencePiece model file (ours or Meta's LLaMA one)")
     parser.add_argument("--output", required=True, help="directory for the token shards and manifest.json")
     parser.add_argument(

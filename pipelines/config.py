@@ -143,15 +143,46 @@ def build_prepare_config(data: Mapping[str, Any]) -> PrepareConfig:
     )
 
 
+RECIPES_DIR = Path(__file__).with_name("recipes")
+
+
+def recipe_names() -> list[str]:
+    """The recipes shipped with the package (pipelines/recipes/*.toml)."""
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.toml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The file of a shipped recipe; an unknown name is a user mistake that lists the known ones."""
+    path = RECIPES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
+    return path
+
+
+def merge_sections(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, table by table (a recipe's [reader] keeps the fields a config file does not set)."""
+    merged = dict(base)
+    for section, values in top.items():
+        below = merged.get(section)
+        if isinstance(values, Mapping) and isinstance(below, Mapping):
+            merged[section] = {**below, **values}
+        else:
+            merged[section] = values
+    return merged
+
+
 def load_prepare_config(
     path: str | None,
     overrides: Sequence[str] = (),
     flags: Mapping[str, Mapping[str, Any]] | None = None,
     stages: str | None = None,
+    recipe: str | None = None,
 ) -> PrepareConfig:
-    """The config file, then the command's config flags ({section: {field: value}}), then `--stages`,
-    then `--set section.key=value` overrides, each winning over the ones before."""
-    data = read_config_file(path) if path else {}
+    """The recipe, then the config file, then the command's config flags ({section: {field: value}}),
+    then `--stages`, then `--set section.key=value` overrides, each winning over the ones before."""
+    data = read_config_file(str(recipe_path(recipe))) if recipe else {}
+    if path:
+        data = merge_sections(data, read_config_file(path))
     for section, values in (flags or {}).items():
         existing = data.get(section)
         data[section] = {**(existing if isinstance(existing, Mapping) else {}), **values}

@@ -9,7 +9,9 @@ Beam source (`pipelines.readers`) and the local iterator both use them.
 from __future__ import annotations
 
 import ast
+import bz2
 import gzip
+import importlib
 import io
 import json
 import posixpath
@@ -25,7 +27,7 @@ import zstandard
 from filters.document import Document
 from filters.options import ConfigError, option
 
-FORMATS = ("wet", "warc", "jsonl", "parquet", "text")
+FORMATS = ("wet", "warc", "jsonl", "parquet", "text", "mediawiki", "stackexchange", "arxiv", "code", "book")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ReaderConfig:
     max_document_bytes: int = 8_000_000  # larger documents are dropped as `reader.too_large`
     html_main_content: bool = True  # WARC: resiliparse main-content extraction (boilerplate removal)
     limit: int | None = option(None, "read only the first N documents, in input order (sampling a dump)")
+    sites: tuple[str, ...] = ()  # stackexchange: read only these sites; "llama" = the paper's 28 (empty: all)
+    wiki_languages: tuple[str, ...] = ()  # mediawiki: read only dumps in these languages (empty: all)
 
     def validate(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -78,7 +82,7 @@ class Oversized:
 
 Record = Document | Skip | Repaired | Oversized
 
-_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
+_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
 
 
 def detect_format(path: str) -> str:
@@ -97,6 +101,14 @@ def detect_format(path: str) -> str:
         return "parquet"
     if name.endswith((".txt", ".text", ".md")):
         return "text"
+    if name.endswith(".xml") and "wiki" in name:
+        return "mediawiki"
+    if name.endswith(".7z") or re.search(r"posts(\.[\w-]+)?\.xml$", name):
+        return "stackexchange"
+    if name.endswith(".tex"):
+        return "arxiv"
+    if name.endswith(".epub"):
+        return "book"
     raise ConfigError(f"cannot tell the format of {path!r} from its name; pass --format ({', '.join(FORMATS)})")
 
 
@@ -146,6 +158,8 @@ def decompressed(raw: IO[bytes], path: str) -> IO[bytes]:
     name = path.lower()
     if name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")
+    if name.endswith(".bz2"):
+        return bz2.BZ2File(raw, mode="rb")  # multistream dumps (Wikipedia's) are read through
     if name.endswith((".zst", ".zstd")):
         return io.BufferedReader(ZstdFrames(raw))
     return raw
@@ -209,9 +223,14 @@ def first_present(record: dict[str, Any], paths: tuple[str, ...]) -> Any:
     return None
 
 
+_FORMAT_SUFFIXES = re.compile(
+    r"(\.(warc|wet|jsonl|json|ndjson|parquet|txt|text|md|gz|zst|zstd|bz2|arc|xml|7z|tar|tgz|tex|epub))+$", re.I
+)
+
+
 def file_stem(path: str) -> str:
     name = posixpath.basename(path)
-    return re.sub(r"(\.(warc|wet|jsonl|json|ndjson|parquet|txt|text|md|gz|zst|zstd|arc))+$", "", name, flags=re.I)
+    return _FORMAT_SUFFIXES.sub("", name)
 
 
 def _sized(doc: Document, config: ReaderConfig, size: int) -> Record:
@@ -411,12 +430,31 @@ def decode_http_body(body: bytes, http: Any) -> bytes:
     return body
 
 
-PARSERS: dict[str, Callable[[IO[bytes], str, ReaderConfig, str], Iterator[Record]]] = {
+Parser = Callable[[IO[bytes], str, ReaderConfig, str], Iterator[Record]]
+
+
+def _lazy(spec: str) -> Parser:
+    """A parser imported on first use ("module:function"), so reading web data never imports the
+    source-specific readers' dependencies (mwparserfromhell, py7zr, ...)."""
+
+    def parse(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
+        module, _, function = spec.partition(":")
+        return getattr(importlib.import_module(module), function)(stream, path, config, name)
+
+    return parse
+
+
+PARSERS: dict[str, Parser] = {
     "wet": parse_wet,
     "warc": parse_warc,
     "jsonl": parse_jsonl,
     "parquet": parse_parquet,
     "text": parse_text,
+    "mediawiki": _lazy("pipelines.read_wikipedia:parse_mediawiki"),
+    "stackexchange": _lazy("pipelines.read_stackexchange:parse_stackexchange"),
+    "arxiv": _lazy("pipelines.read_arxiv:parse_arxiv"),
+    "code": _lazy("pipelines.read_code:parse_code"),
+    "book": _lazy("pipelines.read_books:parse_book"),
 }
 
 

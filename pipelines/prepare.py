@@ -34,7 +34,7 @@ from filters.prepared import DOCUMENTS_DIR, MANIFEST_NAME, REJECTED_DIR, read_ma
 from pipelines.arrow_files import check_writable, delete, exists, join, read_bytes, write_bytes, write_manifest
 from pipelines.commands import LOCAL_RUNNER, prepare_flag_values
 from pipelines.compose import ShardWriter, plan_shards
-from pipelines.config import PrepareConfig, dump_config, load_prepare_config
+from pipelines.config import PrepareConfig, dump_config, load_prepare_config, recipe_names
 from pipelines.dedup import StageContext
 from pipelines.exchange import FileExchange, Info, RunUnits, ShuffleExchange, Spread
 from pipelines.phases import PhaseRunner, RunContext, global_stage, plan_phases
@@ -282,7 +282,12 @@ def parse_bytes(text: str) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    config = load_prepare_config(args.config, list(args.set or []), prepare_flag_values(args), args.stages)
+    if args.recipe == "list":
+        print("\n".join(recipe_names()))
+        return 0
+    config = load_prepare_config(
+        args.config, list(args.set or []), prepare_flag_values(args), args.stages, recipe=args.recipe
+    )
     if args.print_config:
         sys.stdout.write(dump_config(config))
         return 0

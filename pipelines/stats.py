@@ -272,8 +272,29 @@ def _report_page(title: str, text: str, images: str = "") -> str:
     )
 
 
+def run_mixture(args: argparse.Namespace) -> int:
+    from pipelines.mixture_stats import mixture_report, parse_count, render_mixture
+
+    budget = parse_count(args.token_budget) if args.token_budget else None
+    report = mixture_report(args.directories, budget, args.max_epochs)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_mixture(report))
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(_report_page(", ".join(args.directories), render_mixture(report)))
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
 def run_stats(args: argparse.Namespace) -> int:
-    """Document stats for a prepared directory, token stats for a token directory (by manifest kind)."""
+    """Document stats for a prepared directory, token stats for a token directory (by manifest kind); with
+    several directories or a token budget, the mixture report."""
+    if len(args.directories) > 1 or args.token_budget:
+        return run_mixture(args)
+    args.directory = args.directories[0]
     if read_manifest(args.directory).get("kind") == "tokens":
         from tokenizer.stats import render, token_stats
 

@@ -206,13 +206,13 @@ def load_tokenizer(path: str) -> tuple[Tokenizer, bytes]:
 
 
 def manifest_header(
-    input_dir: str, inputs: list[str], tokenizer: Tokenizer, model_proto: bytes, val_fraction: float
+    input_dirs: list[str], inputs: list[str], tokenizer: Tokenizer, model_proto: bytes, val_fraction: float
 ) -> dict[str, Any]:
     """The manifest fields known before the run: format, vocabulary, tokenizer identity, split rule."""
     return {
         "kind": TOKEN_SHARD_KIND,
         "schema_version": TOKEN_SCHEMA_VERSION,
-        "input": input_dir,
+        "input": input_dirs,
         "input_shards": len(inputs),
         "vocab_size": tokenizer.n_words,
         "bos_id": tokenizer.bos_id,
@@ -243,7 +243,7 @@ def open_output(output: str, overwrite: bool) -> None:
 
 
 def tokenize(
-    input_dir: str,
+    input_dirs: list[str],
     model_path: str,
     output: str,
     val_fraction: float,
@@ -253,18 +253,22 @@ def tokenize(
     task_documents: int = DEFAULT_TASK_DOCUMENTS,
     overwrite: bool = False,
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    """Run the pipeline; returns (manifest, counters)."""
+    """Run the pipeline over the shards of one or more prepared directories (one per source of a mixture:
+    each document keeps its `source`); returns (manifest, counters)."""
     if not 0 <= val_fraction < 1:
         raise ConfigError("--val-fraction must be in [0, 1)")
     if task_documents < 1:
         raise ConfigError("--task-documents must be at least 1")
-    inputs = shard_paths(input_dir)
-    if not inputs:
-        raise FileNotFoundError(f"{input_dir} holds no documents (its manifest lists no shards)")
+    inputs = []
+    for input_dir in input_dirs:
+        found = shard_paths(input_dir)
+        if not found:
+            raise FileNotFoundError(f"{input_dir} holds no documents (its manifest lists no shards)")
+        inputs += found
     tokenizer, model_proto = load_tokenizer(model_path)
     open_output(output, overwrite)
     check_writable(output)
-    header = manifest_header(input_dir, inputs, tokenizer, model_proto, val_fraction)
+    header = manifest_header(list(input_dirs), inputs, tokenizer, model_proto, val_fraction)
 
     def build(pipeline: beam.Pipeline) -> None:
         _ = (

@@ -1,0 +1,89 @@
+"""`llamaprep quality references`: the external URLs that Wikipedia articles cite, one per line.
+
+LLaMA's quality classifier (section 2.1) separates "pages used as references in Wikipedia" from random
+crawl pages. This command gives the first half: it streams MediaWiki dumps (the `mediawiki` reader's page
+iterator, main-namespace articles only, redirects skipped) and writes each cited URL once, in the order
+first seen (`filters.wikitext.reference_urls`: citation templates' `url=` and external links inside
+`<ref>`). Fetching those pages, or joining them with a crawl by URL, makes the positives of `quality train`
+(docs/sources/wikipedia.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections import Counter
+from collections.abc import Iterator
+from typing import IO
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from filters.prepared import is_local
+from filters.wikitext import reference_urls
+from pipelines.arrow_files import ensure_dir, replace, split_path, temporary_name
+from pipelines.formats import READ_ERRORS, Skip, decompressed
+from pipelines.read_wikipedia import Page, Site, iter_dump, not_an_article
+from pipelines.readers import check_inputs, match_files, parse_input
+
+
+def iter_reference_urls(paths: list[str], counts: Counter) -> Iterator[str]:
+    """Every cited URL of the dumps' articles, once each, in first-seen order; `counts` receives files,
+    articles, articles citing something, URLs found (with repeats) and skips by reason."""
+    seen: set[str] = set()
+    for path in paths:
+        counts["files"] += 1
+        for page in _pages(path, counts):
+            counts["articles"] += 1
+            urls = reference_urls(page.text)
+            counts["articles_citing"] += bool(urls)
+            counts["urls_found"] += len(urls)
+            for url in urls:
+                if url not in seen:
+                    seen.add(url)
+                    yield url
+
+
+def _pages(path: str, counts: Counter) -> Iterator[Page]:
+    """The articles of one dump; what is not an article, and a broken file's end, counted as skips."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            for item in iter_dump(decompressed(raw, path), path):
+                if isinstance(item, Site):
+                    continue
+                skip = item if isinstance(item, Skip) else not_an_article(item)
+                if skip is None:
+                    yield item
+                else:
+                    counts[f"skipped.{skip.reason}"] += 1
+    except READ_ERRORS:  # XML errors are skips of iter_dump: this is the compressed stream breaking
+        counts["skipped.corrupt_compression"] += 1
+
+
+def _create(path: str) -> IO[bytes]:
+    if is_local(path):
+        return open(path, "wb")
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def run_references(args: argparse.Namespace) -> int:
+    specs = [parse_input(spec) for spec in args.dumps]
+    check_inputs(specs, "mediawiki")
+    paths = sorted({path for spec in specs for path in match_files(spec.pattern)})
+    ensure_dir(split_path(args.output)[0] or ".")
+    counts: Counter = Counter()
+    tmp = temporary_name(args.output)
+    with _create(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
+        for url in iter_reference_urls(paths, counts):
+            counts["urls_unique"] += 1
+            out.write(url + "\n")
+    replace(tmp, args.output)
+    print(
+        f"wrote {counts['urls_unique']} unique reference URLs to {args.output} "
+        f"({counts['urls_found']} counting repeats across articles) from {counts['articles']} articles in "
+        f"{counts['files']} file(s); {counts['articles_citing']} articles cite a URL"
+    )
+    for key, value in sorted(counts.items()):
+        if key.startswith("skipped."):
+            print(f"  {key}: {value}")
+    return 0

@@ -1,0 +1,226 @@
+"""The Wikipedia source on real dumps: pages counted by kind, wikitext cleaned as LLaMA did (links keep their
+label; templates, references, tables, files and categories go; headings stay as lines), broken dumps as
+counted skips, the llama-wikipedia recipe end to end and the reference URLs of `quality references`."""
+
+from __future__ import annotations
+
+import bz2
+import html
+import io
+import re
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from filters.document import Document
+from filters.prepared import iter_documents, read_manifest
+from filters.wikitext import Namespaces, reference_urls, wiki_to_text
+from pipelines.formats import Oversized, ReaderConfig, Skip, parse_stream
+from pipelines.read_wikipedia import LLAMA_LANGUAGES
+from tests.conftest import SAMPLES
+
+WIKI = SAMPLES / "sources" / "wikipedia"
+ENWIKI = WIKI / "enwiki-sample-shared-pages-articles-multistream.xml.bz2"
+DEWIKI = WIKI / "dewiki-sample-shared-pages-articles.xml.bz2"
+FOWIKI = WIKI / "fowiki-sample.xml.bz2"
+VIWIKI = WIKI / "viwiki-head-pages-articles.xml.bz2"
+DUMPS = [ENWIKI, DEWIKI, FOWIKI, VIWIKI]
+MEDIAWIKI = ReaderConfig(format="mediawiki")
+
+
+def read(path, config: ReaderConfig = MEDIAWIKI, data: bytes | None = None) -> tuple[list[Document], list[Skip]]:
+    """Documents and skips of one file (or of `data` under that file's name)."""
+    raw = io.BufferedReader(io.BytesIO(path.read_bytes() if data is None else data))
+    records = list(parse_stream(raw, str(path), config))
+    return [r for r in records if isinstance(r, Document)], [r for r in records if isinstance(r, Skip)]
+
+
+def by_title(path) -> dict[str, Document]:
+    return {doc.metadata["title"]: doc for doc in read(path)[0]}
+
+
+def page_kinds(xml: str) -> Counter:
+    """Pages of a dump counted straight from its XML: articles, redirects and other namespaces."""
+    kinds: Counter = Counter()
+    for page in re.findall(r"<page>.*?</page>", xml, re.S):
+        namespace = re.search(r"<ns>(-?\d+)</ns>", page).group(1)
+        kinds["other_namespace" if namespace != "0" else "redirect" if "<redirect" in page else "article"] += 1
+    return kinds
+
+
+@pytest.mark.parametrize("path", DUMPS, ids=lambda p: p.name.split("-")[0])
+def test_every_page_is_a_document_or_a_counted_skip(path):
+    kinds = page_kinds(bz2.decompress(path.read_bytes()).decode("utf-8"))
+    docs, skips = read(path)
+    reasons = Counter(skip.reason for skip in skips)
+    assert reasons["redirect"] == kinds["redirect"]
+    assert reasons["not_article_namespace"] == kinds["other_namespace"]
+    assert len(docs) + reasons["empty_article"] == kinds["article"]
+    assert len({doc.id for doc in docs}) == len(docs)
+
+
+def test_the_sample_dumps_hold_what_their_readme_says():
+    assert [page_kinds(bz2.decompress(p.read_bytes()).decode()) for p in (ENWIKI, VIWIKI, FOWIKI)] == [
+        {"article": 23, "redirect": 1},
+        {"article": 6, "redirect": 3, "other_namespace": 1},
+        {"article": 1, "other_namespace": 1},
+    ]
+
+
+def test_a_dump_head_without_its_closing_tag_keeps_its_pages_and_counts_the_cut():
+    docs, skips = read(VIWIKI)
+    assert [d.metadata["title"] for d in docs] == ["Internet Society", "Tiếng Việt", "Ohio", "California", "Thụy Điển"]
+    assert [s.reason for s in skips][-1] == "truncated_xml"
+    empty = [s.detail for s in skips if s.reason == "empty_article"]
+    assert empty == ["2: Trang Chính"]  # the Main Page: only <div>s and templates
+
+
+def test_a_template_goes_and_a_link_keeps_its_label():
+    text = by_title(ENWIKI)["2008 British motorcycle Grand Prix"].text
+    # {{Infobox Grand Prix motorcycle race report | Official_Name = bwin.com British Grand Prix ...}} and
+    # [[2008 Grand Prix motorcycle racing season|2008 MotoGP championship]]
+    assert text.startswith("The 2008 British motorcycle Grand Prix was the eighth round of the 2008 MotoGP champ")
+    for gone in ("Infobox", "Official_Name", "bwin.com", "racing season", "{{", "[[", "'''", "OFFICIAL MOTOGP REPORT"):
+        assert gone not in text
+
+
+def test_headings_are_lines_and_empty_sections_go():
+    lines = by_title(DEWIKI)["Keilwelle"].text.split("\n")
+    assert {"Keilwellen-Verbindungen", "Verwendung", "Herstellung", "Funktion", "Keilnabe"} <= set(lines)
+    assert "Normen" not in lines and "Weblinks" not in lines  # only tables / {{Commonscat}} under them
+    assert not any("==" in line for line in lines)
+    assert "Fräsen mit einem Wälz- oder Formfräser" in lines  # a list item, as its own line
+    bodmin = by_title(ENWIKI)["Bodmin"].text.split("\n")
+    assert "See also" in bodmin and "Beast of Bodmin" in bodmin
+    assert "References" not in bodmin  # only {{Reflist|30em}} under it
+    assert bodmin[-3:] == ["External links", "", "North Cornwall's BC Radio"]  # its cite templates go, a label stays
+
+
+def test_files_categories_and_references_go_in_every_language():
+    keilwelle = by_title(DEWIKI)["Keilwelle"].text
+    for gone in ("Datei:", "Kategorie:", "thumb", "Antriebswelle mit zwei Keilprofilen", "Verbindungselement"):
+        assert gone not in keilwelle
+    bodmin = by_title(ENWIKI)["Bodmin"].text
+    assert "File:" not in bodmin and "A Cornish cross on Old Callywith Road" not in bodmin
+    sweden = by_title(VIWIKI)["Thụy Điển"].text
+    assert "Thể loại:" not in sweden and "Tập tin:" not in sweden and "<ref" not in sweden
+    assert "Hộp thông tin quốc gia" not in sweden  # a 7 KB infobox mwparserfromhell parses only without style tags
+
+
+def test_cutting_templates_before_parsing_gives_the_text_of_the_full_parse():
+    """A page with a <nowiki/> is parsed whole (braces may be literal there): the same text must come out."""
+    pages = 0
+    for path in DUMPS:
+        xml = html.unescape(bz2.decompress(path.read_bytes()).decode())
+        for wikitext in re.findall(r'<text[^>]*xml:space="preserve">(.*?)</text>', xml, re.S):
+            assert wiki_to_text(wikitext) == wiki_to_text(wikitext + "\n<nowiki/>")
+            pages += 1
+    assert pages == 24 + 1 + 2 + 10
+    code = "<syntaxhighlight lang=c>int a[2][1] = {{1}, {2}};</syntaxhighlight> {{lang|c|x}}"
+    assert wiki_to_text(code) == "int a[2][1] = {{1}, {2}};"
+
+
+def test_namespace_names_come_from_the_table_and_the_dump():
+    assert wiki_to_text("A [[Datei:X.jpg|thumb|caption]] B [[Kategorie:Y]]") == "A B"
+    assert wiki_to_text("[[Mynd:Klaksvik.png|thumb|Bygdin]] Tekst") == "Tekst"
+    assert wiki_to_text("[[Special:X|label]] [[:Category:Y|see Y]]") == "label see Y"
+    site = Namespaces.default().with_site({6: "Berkas", 14: "Kategori"})
+    assert wiki_to_text("[[Berkas:A.png|thumb|x]] teks", site) == "teks"
+    assert wiki_to_text("[[Berkas:A.png|thumb|x]] teks") == "thumb|x teks"  # an ordinary link without the names
+
+
+def test_document_fields_come_from_the_dump():
+    (doc,) = read(FOWIKI)[0]
+    assert doc.id == "fowiki-sample/2201"
+    assert doc.url == "https://fo.wikipedia.org/wiki/Klaksv%C3%ADkar_kommuna"
+    assert (doc.language, doc.source) == ("fo", "wikipedia")
+    assert doc.date == datetime(2016, 11, 9, 13, 0, 10, tzinfo=UTC)
+    assert doc.metadata == {
+        "title": "Klaksvíkar kommuna", "page_id": "2201", "revision_id": "341301", "wiki": "fowiki",
+        "dump_language": "fo",
+    }  # fmt: skip
+    assert doc.text.startswith("Klaksvíkar kommuna er næststørsta kommuna í Føroyum.")
+    urls = {d.metadata["title"]: d.url for d in read(ENWIKI)[0]}
+    assert urls["Alsea (company)"] == "https://en.wikipedia.org/wiki/Alsea_(company)"
+    assert urls["Alanine—oxo-acid transaminase"] == "https://en.wikipedia.org/wiki/Alanine%E2%80%94oxo-acid_transaminase"
+
+
+def test_a_multistream_dump_is_read_through_all_its_streams():
+    data = ENWIKI.read_bytes()
+    assert data.count(b"BZh9") >= 4  # header, pages 1-10, 11-20, 21-24, footer
+    docs, skips = read(ENWIKI)
+    assert len(docs) == 23 and docs[-1].metadata["title"] == "Toronto Star"
+    assert [s.reason for s in skips] == ["redirect"]
+
+
+def test_a_truncated_bz2_keeps_the_pages_before_and_counts_one_skip():
+    data = ENWIKI.read_bytes()
+    docs, skips = read(ENWIKI, data=data[:70_000])  # inside the stream of pages 11-20
+    assert [d.metadata["page_id"] for d in docs] == [str(n) for n in range(1, 11)]
+    assert [s.reason for s in skips] == ["corrupt_compression"]
+
+
+def test_malformed_xml_keeps_the_pages_before_and_counts_one_skip():
+    xml = bz2.decompress(ENWIKI.read_bytes())
+    broken = xml.replace(b"<title>Alanine", b"<title>Alanine</tilte>", 1)
+    docs, skips = read(WIKI / "enwiki-broken.xml", data=broken)
+    assert [d.metadata["title"] for d in docs] == [
+        "2008 British motorcycle Grand Prix", "AACTA Award for Outstanding Achievement in Short Film Screen Craft",
+    ]  # fmt: skip
+    assert [s.reason for s in skips] == ["malformed_xml"]
+
+
+def test_the_llama_language_preset_refuses_other_dumps_as_one_counted_skip():
+    assert len(LLAMA_LANGUAGES) == 20
+    preset = ReaderConfig(format="mediawiki", wiki_languages=("llama",))
+    docs, skips = read(FOWIKI, preset)
+    assert docs == [] and [s.reason for s in skips] == ["language_not_in_preset"]
+    assert len(read(DEWIKI, preset)[0]) == 1
+    assert len(read(FOWIKI, ReaderConfig(format="mediawiki", wiki_languages=("fo",)))[0]) == 1
+
+
+def test_reference_urls_of_an_article():
+    wikitext = bz2.decompress(ENWIKI.read_bytes()).decode()
+    page = re.search(r"<title>2008 British motorcycle Grand Prix</title>.*?</page>", wikitext, re.S).group(0)
+    urls = reference_urls(page)
+    # the {{cite web | url = ...}} of its references list; the table's [http://resources.motogp.com ...] links
+    # are not references
+    assert urls == ["http://www.motogp.com/en/Results+Statistics/2008/GBR/"]
+
+
+def test_an_article_over_the_size_limit_is_read_as_oversized():
+    sizes = [len(doc.text.encode()) for doc in read(ENWIKI)[0]]
+    raw = io.BufferedReader(io.BytesIO(ENWIKI.read_bytes()))
+    records = list(parse_stream(raw, str(ENWIKI), ReaderConfig(format="mediawiki", max_document_bytes=10_000)))
+    oversized = [r for r in records if isinstance(r, Oversized)]
+    assert len(oversized) == sum(size > 10_000 for size in sizes) > 0
+    assert {r.doc.metadata["title"] for r in oversized} >= {"Bazooka", "Allen R. Morris"}
+
+
+@pytest.mark.slow
+def test_prepare_with_the_wikipedia_recipe_accounts_for_every_page(cli, tmp_path):
+    out = tmp_path / "out"
+    assert cli("prepare", "--recipe", "llama-wikipedia", ENWIKI, DEWIKI, "-o", out, "-q") == 0
+    counts = read_manifest(str(out))["counts"]
+    assert counts["read"] == counts["kept"] + counts["dropped_total"] == 24
+    assert counts["skipped"] == {"redirect": 1}
+    docs = {doc.metadata["title"]: doc for doc in iter_documents(str(out))}
+    assert docs["Keilwelle"].language == "de" and docs["Bodmin"].language == "en"
+    assert {doc.source for doc in docs.values()} == {"wikipedia"}
+
+
+def test_quality_references_writes_each_cited_url_once(cli, tmp_path, capsys):
+    output = tmp_path / "urls.txt"
+    assert cli("quality", "references", ENWIKI, FOWIKI, "-o", output) == 0
+    urls = output.read_text().splitlines()
+    assert urls[0] == "http://www.motogp.com/en/Results+Statistics/2008/GBR/"
+    assert len(urls) == len(set(urls)) > 150
+    xml = html.unescape(bz2.decompress(ENWIKI.read_bytes()).decode())
+    assert "https://www.theatlantic.com/entertainment/archive/2013/11/the-stubborn-gladness-of-elizabeth-gilberts-" \
+        "favorite-poet/281158/" in urls  # fmt: skip
+    assert all(url in xml for url in urls)
+    assert not any("web.archive.org" in url or "resources.motogp.com" in url for url in urls)
+    assert "http://www.klaksvik.fo" not in urls  # an infobox's homepage link is not a reference
+    printed = capsys.readouterr().out
+    assert f"wrote {len(urls)} unique reference URLs" in printed and "skipped.redirect: 1" in printed
