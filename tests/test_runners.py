@@ -74,3 +74,27 @@ def test_dataflow_job_builds_offline_with_dry_run(monkeypatch):
         members = {Path(*Path(m).parts[1:]).as_posix() for m in archive.getnames()}
     for module in ("pipelines/prepare.py", "pipelines/dedup.py", "filters/models/lid.176.ftz", "setup.cfg"):
         assert module in members
+
+
+SOURCES = REPO / "data" / "samples" / "sources"
+
+
+@pytest.mark.parametrize(
+    ("recipe", "inputs"),
+    [
+        ("llama-wikipedia", ["wikipedia/enwiki-sample-shared-pages-articles-multistream.xml.bz2"]),
+        ("llama-stackexchange", ["stackexchange/conlang.meta.stackexchange.com.7z"]),
+        ("llama-github", ["github/repos.tar.gz", "github/github_repos_contents.jsonl"]),
+        ("llama-arxiv", ["arxiv/scipy-1.0.tar.gz", "arxiv/dnest4/ms.tex"]),
+    ],
+)
+def test_source_recipes_write_the_same_shards_on_the_portable_runner(
+    recipe, inputs, portable_runner_args, tmp_path, cli
+):
+    paths = [SOURCES / name for name in inputs]
+    local, portable = tmp_path / "local", tmp_path / "portable"
+    assert cli("prepare", "--recipe", recipe, *paths, "-o", local, "-q") == 0
+    assert cli("prepare", "--recipe", recipe, *paths, "-o", portable, "-q", *portable_runner_args) == 0
+    assert shard_bytes(portable) == shard_bytes(local)
+    assert read_manifest(str(portable))["counts"] == read_manifest(str(local))["counts"]
+    assert read_manifest(str(local))["counts"]["kept"] > 0
