@@ -151,7 +151,7 @@ _PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Apache-1.1", re.compile(r"apache software licen[sc]e,? version 1\.1")),
     ("MPL-2.0", re.compile(r"mozilla public licen[sc]e,? (?:version|v\.?) ?2\.0")),
     ("MPL-1.1", re.compile(r"mozilla public licen[sc]e,? (?:version|v\.?) ?1\.1")),
-    ("EPL-2.0", re.compile(r"eclipse public licen[sc]e,? (?:version|v\.?) ?2\.0")),
+    ("EPL-2.0", re.compile(r"eclipse public licen[sc]e,?(?: -)? (?:version|v\.?) ?2\.0")),  # "... - v 2.0"
     ("EPL-1.0", re.compile(r"eclipse public licen[sc]e")),
     ("BSL-1.0", re.compile(r"boost software licen[sc]e")),
     ("Artistic-2.0", re.compile(r"the artistic licen[sc]e 2\.0")),
@@ -170,15 +170,18 @@ _PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = (
 def detect_license(text: str) -> str:
     """The SPDX id of the licence a licence file's text states, from key phrases, or "unknown".
 
-    An SPDX tag wins; then the GNU family (with its version, read just after the name: "GNU General Public
-    License as published by ..., either version 3"; the bare family name, "GPL", when no version is given);
-    then each licence's own wording. Text is compared
-    lower-cased with whitespace collapsed, so line wrapping and Markdown/text layout do not matter."""
+    An SPDX tag wins; then the GNU family when it is named before any other licence's wording (with its
+    version, read just after the name: "GNU General Public License as published by ..., either version 3";
+    the bare family name, "GPL", when no version is given): MPL-2.0 and EPL-2.0 name the GPL later as their
+    "Secondary License", an MIT file may end with a notice about an LGPL vendored file; then each licence's
+    own wording. Text is compared lower-cased with whitespace collapsed, so line wrapping and Markdown/text
+    layout do not matter."""
     norm = " ".join(text.lower().replace("\u2019", "'").split())
     tag = _SPDX_TAG.search(norm)
     if tag and canonical_license(tag.group(1)) != UNKNOWN_LICENSE:
         return canonical_license(tag.group(1))
-    gnu = _GNU.search(norm)
+    first_phrase = min((m.start() for _, pattern in _PHRASES if (m := pattern.search(norm))), default=len(norm))
+    gnu = _GNU.search(norm, 0, first_phrase)
     if gnu:
         family = _GNU_FAMILY[gnu.group(1) or ""]
         version = _VERSION.search(norm, gnu.end(), gnu.end() + 200)

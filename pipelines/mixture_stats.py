@@ -9,10 +9,11 @@ memorising it, so the report says so rather than letting training find out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from filters.llama_sources import LLAMA_TABLE1, MAX_PAPER_EPOCHS
+from filters.llama_sources import LLAMA_TABLE1, LLAMA_TOKENS, MAX_PAPER_EPOCHS
 from filters.options import ConfigError
 from filters.prepared import read_manifest
 
@@ -47,8 +48,10 @@ def mixture_report(
 ) -> dict[str, Any]:
     """Per source: tokens (summed over the directories), their share, LLaMA's proportion and epochs, and
     with a budget the tokens and epochs the mixture needs from it, with a warning for each short source."""
-    if token_budget is not None and token_budget <= 0:
-        raise ConfigError("--token-budget must be positive")
+    if token_budget is not None and not 0 < token_budget < math.inf:
+        raise ConfigError("--token-budget must be a positive number")
+    if not 0 < max_epochs < math.inf:
+        raise ConfigError("--max-epochs must be a positive number")
     tokens: dict[str, int] = {}
     counted = True
     for directory in directories:
@@ -112,6 +115,7 @@ def render_mixture(report: dict[str, Any]) -> str:
             line += f" {needed_text:>16} {epochs_text:>8}"
         lines.append(line)
     if budget is not None:
-        lines += ["", f"token budget {budget:,.0f}; LLaMA trained 1.4T tokens (Table 1 epochs are for that)"]
+        trained = f"LLaMA trained {LLAMA_TOKENS / 1e12:.1f}T tokens (Table 1 epochs are for that)"
+        lines += ["", f"token budget {budget:,.0f}; {trained}"]
     lines += [f"WARNING: {warning}" for warning in report["warnings"]]
     return "\n".join(lines) + "\n"

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import sqlite3
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from typing import IO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from mwparserfromhell.parser import ParserError
 
 from filters.prepared import is_local
 from filters.wikitext import reference_urls
-from pipelines.arrow_files import ensure_dir, replace, split_path, temporary_name
+from pipelines.arrow_files import delete, ensure_dir, replace, split_path, temporary_name
 from pipelines.formats import READ_ERRORS, Skip, decompressed
 from pipelines.read_wikipedia import Page, Site, iter_dump, not_an_article
 from pipelines.readers import check_inputs, match_files, parse_input
@@ -29,19 +33,32 @@ from pipelines.readers import check_inputs, match_files, parse_input
 
 def iter_reference_urls(paths: list[str], counts: Counter) -> Iterator[str]:
     """Every cited URL of the dumps' articles, once each, in first-seen order; `counts` receives files,
-    articles, articles citing something, URLs found (with repeats) and skips by reason."""
-    seen: set[str] = set()
-    for path in paths:
-        counts["files"] += 1
-        for page in _pages(path, counts):
-            counts["articles"] += 1
-            urls = reference_urls(page.text)
-            counts["articles_citing"] += bool(urls)
-            counts["urls_found"] += len(urls)
-            for url in urls:
-                if url not in seen:
-                    seen.add(url)
-                    yield url
+    articles, articles citing something, URLs found (with repeats) and skips by reason. The URLs seen are
+    kept in an on-disk sqlite table in a temporary directory (`TMPDIR`), not in memory: English Wikipedia
+    cites tens of millions of them."""
+    with tempfile.TemporaryDirectory(prefix="llamaprep-references-") as directory:
+        seen = sqlite3.connect(os.path.join(directory, "seen.sqlite"), isolation_level=None)
+        try:
+            seen.executescript(
+                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+                "CREATE TABLE urls (url TEXT PRIMARY KEY) WITHOUT ROWID; BEGIN;"
+            )
+            for path in paths:
+                counts["files"] += 1
+                for page in _pages(path, counts):
+                    counts["articles"] += 1
+                    try:
+                        urls = reference_urls(page.text)
+                    except ParserError:  # mwparserfromhell's internal error, known on a few real pages
+                        counts["skipped.unparseable_wikitext"] += 1
+                        continue
+                    counts["articles_citing"] += bool(urls)
+                    counts["urls_found"] += len(urls)
+                    for url in urls:
+                        if seen.execute("INSERT OR IGNORE INTO urls VALUES (?)", (url,)).rowcount:
+                            yield url
+        finally:
+            seen.close()
 
 
 def _pages(path: str, counts: Counter) -> Iterator[Page]:
@@ -73,10 +90,14 @@ def run_references(args: argparse.Namespace) -> int:
     ensure_dir(split_path(args.output)[0] or ".")
     counts: Counter = Counter()
     tmp = temporary_name(args.output)
-    with _create(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
-        for url in iter_reference_urls(paths, counts):
-            counts["urls_unique"] += 1
-            out.write(url + "\n")
+    try:
+        with _create(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
+            for url in iter_reference_urls(paths, counts):
+                counts["urls_unique"] += 1
+                out.write(url + "\n")
+    except BaseException:  # an interrupted run leaves no hidden half-written file beside the output
+        delete([tmp])
+        raise
     replace(tmp, args.output)
     print(
         f"wrote {counts['urls_unique']} unique reference URLs to {args.output} "

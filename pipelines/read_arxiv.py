@@ -28,6 +28,7 @@ from typing import IO
 from filters.document import Document
 from filters.latex import inline_inputs
 from pipelines.formats import Oversized, ReaderConfig, Record, Repaired, Skip
+from pipelines.read_code import Prefixed, trailing_data
 
 TAR_MAGIC_OFFSET = 257
 GZIP_MAGIC = b"\x1f\x8b"
@@ -42,27 +43,6 @@ _BEGIN_DOCUMENT = re.compile(r"^[^%\n]*\\begin\s*\{document\}", re.MULTILINE)
 _NEW_ARXIV_ID = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d.])")
 _OLD_ARXIV_ID = re.compile(r"(?<![A-Za-z])([a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?)/?(\d{7})(?:v\d+)?(?!\d)")
 _INPUT_SUFFIXES = ("", ".tex")
-
-
-class _Prefixed(io.RawIOBase):
-    """A stream whose first bytes were already read (to sniff the container), served again before the rest."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            count = min(len(target), len(self._head))
-            target[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        data = self._rest.read(len(target))
-        target[: len(data)] = data
-        return len(data)
 
 
 def _read_head(stream: IO[bytes], size: int = 512) -> bytes:
@@ -111,6 +91,8 @@ def _tar_texts(stream: IO[bytes], limit: int) -> tuple[dict[str, bytes], int]:
             data = handle.read() if handle is not None else b""
             if b"\0" not in data[:8192]:
                 members[name] = data
+        if trailing_data(archive):
+            raise tarfile.ReadError(f"a damaged header after {count} members ends the archive: the rest is unreadable")
     return members, count
 
 
@@ -135,19 +117,24 @@ def _archive_loader(texts: dict[str, str], folder: str) -> Callable[[str], tuple
     return load
 
 
-def _folder_loader(path: str, repairs: list[Repaired]) -> Callable[[str], tuple[str, str] | None]:
-    """Inputs of a plain .tex read from its folder (Beam FileSystems: local, gs://, s3://)."""
+def _folder_loader(path: str, repairs: list[Repaired], limit: int) -> Callable[[str], tuple[str, str] | None]:
+    """Inputs of a plain .tex read from its folder or below (Beam FileSystems: local, gs://, s3://), each up to
+    `limit + 1` bytes (`inline_inputs` counts a longer one as too large). An absolute path or `..` is a missing
+    input: `\\input{/etc/passwd}` in a downloaded paper must not put the host's files into a dataset."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
     folder = posixpath.dirname(path)
 
     def load(target: str) -> tuple[str, str] | None:
-        for suffix in _INPUT_SUFFIXES:
-            candidate = posixpath.normpath(posixpath.join(folder, target + suffix)) if folder else target + suffix
+        relative = posixpath.normpath(target)
+        if relative.startswith(("/", "../")) or relative == "..":
+            return None  # outside the paper's folder: a paper's inputs are its own files, never the host's
+        for suffix in _INPUT_SUFFIXES:  # joined by hand: posixpath.normpath would turn gs:// into gs:/
+            candidate = f"{folder}/{relative}{suffix}" if folder else relative + suffix
             try:
                 with FileSystems.open(candidate, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                    data = handle.read()
+                    data = handle.read(limit + 1)
             except OSError:  # missing, a folder, unreadable (Beam's errors are OSErrors)
                 continue
             if b"\0" in data[:8192]:
@@ -155,7 +142,7 @@ def _folder_loader(path: str, repairs: list[Repaired]) -> Callable[[str], tuple[
             text, latin1 = _decode(data)
             if latin1:
                 repairs.append(Repaired("latin1_tex", candidate))
-            return posixpath.relpath(candidate, folder or "."), text
+            return relative + suffix, text
         return None
 
     return load
@@ -165,12 +152,12 @@ def parse_arxiv(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -
     """One paper (a tar, a gzipped single .tex or a plain .tex) as one document with its inputs inlined."""
     head = _read_head(stream)
     if head[:2] == GZIP_MAGIC:  # a .tgz, or a gzip that parse_stream did not undo
-        stream = gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="rb")
+        stream = gzip.GzipFile(fileobj=io.BufferedReader(Prefixed(head, stream)), mode="rb")
         head = _read_head(stream)
     if not head.strip(b"\0"):  # nothing, or a tar's end-of-archive blocks only
         yield Skip("empty_archive" if head else "empty_file", path)
         return
-    stream = io.BufferedReader(_Prefixed(head, stream))
+    stream = io.BufferedReader(Prefixed(head, stream))
     repairs: list[Repaired] = []
     if is_tar(head):
         try:
@@ -202,7 +189,7 @@ def parse_arxiv(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -
             yield Skip("no_main_tex", f"{path}: no \\begin{{document}} (an \\input fragment, a .bib, ...)")
             return
         plain = not path.lower().endswith((".gz", ".bz2", ".zst", ".zstd"))
-        load = _folder_loader(path, repairs) if plain else _archive_loader({}, "")
+        load = _folder_loader(path, repairs, config.max_document_bytes) if plain else _archive_loader({}, "")
     text, included, problems, missing = inline_inputs(main_text, load, main, max_chars=config.max_document_bytes)
     yield from repairs
     yield from (Repaired("missing_input", f"{path}: {target!r} not found") for target in missing)

@@ -9,7 +9,7 @@ and paragraphs as lines; the OPF's Dublin Core `title`, `creator` and `language`
 the standard library's `zipfile` and `ElementTree` are needed: no EPUB library.
 
 A damaged EPUB (not a zip, no OPF, an OPF that does not parse, a spine naming a missing file, no text)
-is a counted `Skip("corrupt_epub")`, never a traceback.
+is a counted `Skip("corrupt_epub")`, never a traceback; a file with a NUL byte is no text book: `binary_file`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def parse_book(stream: IO[bytes], path: str, config: ReaderConfig, name: str) ->
 def parse_text_book(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """A plain-text book; PG header fields (title, author, language) go to the metadata."""
     data = stream.read(config.max_document_bytes + 1)
+    if b"\0" in data:
+        yield Skip("binary_file", f"{path}: a NUL byte (an image, an archive, a PDF: not a text book)")
+        return
     text, repaired = decode_utf8(data)
     if repaired:
         yield Repaired("invalid_utf8", path)

@@ -71,9 +71,9 @@ def parse_code(stream: IO[bytes], path: str, config: ReaderConfig, name: str) ->
     elif kind == "json":
         first = stream.readline(SNIFF_BYTES)
         if _is_export_row(first):
-            yield from parse_export_jsonl(io.BufferedReader(_Prefixed(first, stream)), path, config, name)
+            yield from parse_export_jsonl(io.BufferedReader(Prefixed(first, stream)), path, config, name)
         else:
-            yield from parse_tree_file(io.BufferedReader(_Prefixed(first, stream)), path, config)
+            yield from parse_tree_file(io.BufferedReader(Prefixed(first, stream)), path, config)
     elif path.lower().endswith(_COMPRESSION):
         yield Skip("binary_file", f"{path}: a compressed file in a repository tree")
     else:
@@ -93,8 +93,8 @@ def _input_kind(path: str) -> str:
     return "file"
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream with bytes already read put back in front."""
+class Prefixed(io.RawIOBase):
+    """A stream with bytes already read (to sniff what it holds) put back in front."""
 
     def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
         self._prefix, self._rest = prefix, rest
@@ -354,6 +354,7 @@ def _tar_members(
     files = 0
     with tarfile.open(fileobj=stream, mode="r|*") as archive:
         for member in archive:
+            archive.members.clear()  # stream mode keeps every member's TarInfo: memory would grow with the archive
             member_path = _member_path(member)
             if member.isdir():
                 continue
@@ -370,7 +371,17 @@ def _tar_members(
                 if is_license_file(base) and folder in _candidate_roots(member_path):
                     yield from repos.add_license(folder, data.decode("utf-8", errors="replace"))
                 yield from repos.records(member_path, data, size)
+        if trailing_data(archive):
+            raise tarfile.ReadError(f"a damaged header after {files} files ends the archive: the rest is unreadable")
     return files
+
+
+def trailing_data(archive: tarfile.TarFile) -> int:
+    """The bytes other than NUL left once a streamed tar's members ran out. tarfile's stream mode ends an
+    archive silently at a damaged header past the first one, so the members after it would vanish uncounted;
+    reading to the end also makes a gzip stream check its CRC (corrupt data then raises)."""
+    rest = archive.fileobj
+    return sum(len(chunk) - chunk.count(0) for chunk in iter(lambda: rest.read(1 << 20), b""))
 
 
 # ----------------------------------------------------------------------------------------------- trees

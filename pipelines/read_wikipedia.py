@@ -8,10 +8,11 @@ dump should keep its pages and count the cut.
 What becomes a document: the latest revision of each page of the main namespace (ns 0) that is not a
 redirect, its wikitext turned into plain text by `filters.wikitext`. Everything else is a counted Skip:
 `not_article_namespace` (talk, user, project, MediaWiki: pages), `redirect` (a <redirect/> element or a
-`#REDIRECT` text), `empty_article` (nothing left after cleaning), `language_not_in_preset` (the whole file,
+`#REDIRECT` text), `empty_article` (nothing left after cleaning), `unparseable_wikitext` (mwparserfromhell's
+internal ParserError, known on a few real pages), `language_not_in_preset` (the whole file,
 once, when its language is not among the wanted ones: nothing of it is parsed), `malformed_xml` and
 `truncated_xml` (the XML breaks, or the file ends inside <mediawiki>: the pages before are kept; the real
-heads of dumps that people cut with `head` end so).
+heads of dumps that people cut with `head` end so), `empty_file` (no bytes at all).
 
 The dump says its language (the root's xml:lang, else <dbname> `enwiki` -> en), which becomes each
 document's `language`: the llama-wikipedia recipe runs no language ID. Urls are the dump's own article
@@ -27,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import quote, urlsplit
+
+from mwparserfromhell.parser import ParserError
 
 from filters.document import Document
 from filters.wikitext import DEFAULT_NAMESPACES, Namespaces, wiki_to_text
@@ -107,7 +110,10 @@ def _article(page: Page, site: Site, config: ReaderConfig, source: str, name: st
     skip = not_an_article(page)
     if skip is not None:
         return skip
-    text = wiki_to_text(page.text, site.namespaces)
+    try:
+        text = wiki_to_text(page.text, site.namespaces)
+    except ParserError as error:  # mwparserfromhell's "this is a bug" on a few real pages: one page, not the dump
+        return Skip("unparseable_wikitext", f"{page.page_id}: {page.title}: {error}")
     if not text:
         return Skip("empty_article", f"{page.page_id}: {page.title}")
     doc = Document(
@@ -135,18 +141,24 @@ def _article(page: Page, site: Site, config: ReaderConfig, source: str, name: st
 def iter_dump(stream: IO[bytes], path: str) -> Iterator[Site | Page | Skip]:
     """The dump's Site (first, once its <siteinfo> is read) and its pages, one element in memory at a time.
     Broken XML ends the file with a `malformed_xml` Skip, a file ending inside <mediawiki> with
-    `truncated_xml`; a decompression error propagates (`parse_stream` counts it) after every page whose
-    bytes came out before it: chunks are taken with `read1`, which hands over what one step decompressed
-    (a buffered `read(n)` would drop the bytes it had gathered when the next step fails)."""
+    `truncated_xml`, a file without a byte with `empty_file`; a decompression error propagates (`parse_stream`
+    counts it) after every page whose bytes came out before it: chunks are taken with `read1`, which hands
+    over what one step decompressed (a buffered `read(n)` would drop the bytes it had gathered when the next
+    step fails)."""
     parser = ET.XMLPullParser(events=("start", "end"))
     read = getattr(stream, "read1", stream.read)
     state = _DumpState(path)
+    fed = False
     try:
         while chunk := read(_CHUNK):
+            fed = True
             parser.feed(chunk)
             yield from state.take(parser.read_events())
     except ET.ParseError as error:
         yield Skip("malformed_xml", f"{path}: {error}; the pages before it are kept")
+        return
+    if not fed:
+        yield Skip("empty_file", path)
         return
     try:
         parser.close()

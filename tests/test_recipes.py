@@ -94,6 +94,16 @@ def test_token_budget_parsing():
     assert parse_count("1.4T") == 1.4e12 and parse_count("200b") == 2e11 and parse_count("5e9") == 5e9
 
 
+@pytest.mark.parametrize("option", [["--token-budget", "nan"], ["--token-budget", "0"], ["--max-epochs", "0"]])
+def test_a_bad_budget_or_epoch_limit_is_a_one_line_user_error(cli, capsys, tmp_path, option):
+    out = tmp_path / "c4"
+    assert cli("prepare", "--recipe", "llama-c4", str(C4), "-o", out, "-q") == 0
+    capsys.readouterr()
+    assert cli("stats", out, "--token-budget", "1M", *option) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must be a positive number" in err[0]
+
+
 @pytest.mark.slow
 def test_per_source_directories_feed_tokenizer_tokenize_and_a_mixture(cli, tmp_path):
     """Each recipe's output keeps its source label through tokenizer training, tokenize (several prepared

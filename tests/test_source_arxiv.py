@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from apache_beam.io.filesystems import FileSystems
 
 from filters.document import Document, Rejection
 from filters.latex import ArxivCleanConfig, ArxivCleaner, clean_latex, find_macros, inline_inputs, strip_comments
@@ -200,6 +201,53 @@ def test_plain_tex_reads_inputs_from_its_folder_and_counts_a_missing_one(tmp_pat
     assert "\\input{ckdtree}" not in doc.text
 
 
+def test_a_plain_tex_input_is_read_only_up_to_the_size_limit(tmp_path, monkeypatch):
+    (tmp_path / "big.tex").write_text("x" * 5000)
+    (tmp_path / "paper.tex").write_text("\\documentclass{article}\\begin{document}\\input{big}\\end{document}")
+    sizes = []
+    real_open = FileSystems.open
+    monkeypatch.setattr(FileSystems, "open", lambda *a, **k: _SizeSpy(real_open(*a, **k), sizes))
+    records = read(tmp_path / "paper.tex", max_document_bytes=1000)
+    assert [r.reason for r in records if isinstance(r, Repaired)] == ["input_too_large"]
+    assert "\\input{big}" in only_document(records).text and sizes == [1001]
+
+
+def test_a_remote_paper_reads_its_inputs_beside_it_and_never_outside_its_folder(monkeypatch):
+    files = {"gs://bucket/paper/sec.tex": b"Section text.", "gs://bucket/secret.tex": b"not the paper's"}
+    opened = []
+
+    def fake_open(path, **_):
+        opened.append(path)
+        if path not in files:
+            raise OSError(path)
+        return io.BytesIO(files[path])
+
+    monkeypatch.setattr(FileSystems, "open", fake_open)
+    tex = "\\documentclass{a}\\begin{document}\\input{sec} \\input{../secret} \\input{/etc/hostname}"
+    remote = "gs://bucket/paper/ms.tex"
+    doc = only_document(list(parse_stream(io.BytesIO(tex.encode()), remote, ReaderConfig(format="arxiv"), "ms")))
+    assert "Section text." in doc.text and doc.metadata["included_files"] == ["sec.tex"]
+    assert doc.metadata["missing_inputs"] == ["../secret", "/etc/hostname"]
+    assert opened == ["gs://bucket/paper/sec", "gs://bucket/paper/sec.tex"]  # nothing outside the paper's folder
+
+
+class _SizeSpy:
+    """A file handle that notes how many bytes each read asks for (`read()`: -1)."""
+
+    def __init__(self, handle, sizes):
+        self.handle, self.sizes = handle, sizes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    def read(self, size=-1):
+        self.sizes.append(size)
+        return self.handle.read(size)
+
+
 def test_what_is_not_a_paper_is_a_counted_skip(tmp_path):
     assert [r.reason for r in read(ARXIV / "dynonet-2006.02250" / "ms.bib")] == ["no_main_tex"]
     empty = tmp_path / "empty.tar"
@@ -215,6 +263,21 @@ def test_what_is_not_a_paper_is_a_counted_skip(tmp_path):
         info.size = 4
         archive.addfile(info, io.BytesIO(b"%PDF"))
     assert [r.reason for r in read(figures)] == ["no_main_tex"]
+
+
+def test_a_damaged_member_header_or_a_corrupt_gzip_is_counted(tmp_path):
+    """tarfile's stream mode ends an archive silently at a damaged header; gzip's CRC is only checked at its end."""
+    whole = bytearray(gzip.decompress(SCIPY.read_bytes()))
+    with tarfile.open(fileobj=io.BytesIO(bytes(whole))) as archive:
+        last = [m.offset for m in archive][-1]
+    whole[last : last + 100] = b"x" * 100  # its name: the header checksum fails, the members after it are unread
+    (tmp_path / "damaged.tar").write_bytes(bytes(whole))
+    assert [r.reason for r in read(tmp_path / "damaged.tar")] == ["corrupt_archive"]
+    data = bytearray(SCIPY.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    (tmp_path / "flipped.tar.gz").write_bytes(bytes(data))
+    assert [r.reason for r in read(tmp_path / "flipped.tar.gz")] in (["corrupt_compression"], ["corrupt_archive"])
 
 
 def test_input_cycle_in_a_tarball_is_counted_and_the_paper_kept(tmp_path):

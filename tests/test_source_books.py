@@ -151,6 +151,14 @@ def test_text_book_reader():
     assert doc.metadata["title"] == "Botchan (Master Darling)" and doc.metadata["language"] == "English"
 
 
+def test_a_binary_file_in_a_book_folder_is_a_counted_skip():
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("book.txt", read(BOTCHAN))
+    [skip] = parse_book(io.BytesIO(zipped.getvalue()), "books/botchan.zip", ReaderConfig(), "botchan")
+    assert isinstance(skip, Skip) and skip.reason == "binary_file"
+
+
 # ---------------------------------------------------------------- EPUB
 
 CONTAINER = """<?xml version="1.0"?>

@@ -99,6 +99,21 @@ def test_licences_detected_from_the_real_licence_files() -> None:
         ),
         ("Mozilla Public License Version 2.0\n==================================", "MPL-2.0"),
         (
+            "Mozilla Public License Version 2.0\n1.12. \"Secondary License\"\n    means either the GNU General "
+            "Public License, Version 2.0, the GNU Lesser\n    General Public License, Version 2.1",
+            "MPL-2.0",
+        ),
+        (
+            "Eclipse Public License - v 2.0\n\"Secondary License\" means either the GNU General Public License, "
+            "Version 2.0, or any later versions of that license",
+            "EPL-2.0",
+        ),
+        (
+            "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\n\n"
+            "src/vendor/foo.c is licensed under the GNU Lesser General Public License version 2.1.",
+            "MIT",
+        ),
+        (
             "Redistribution and use in source and binary forms, with or without modification, are permitted "
             "provided that the following conditions are met:",
             "BSD-2-Clause",
@@ -255,6 +270,34 @@ def test_bad_inputs_are_counted(tmp_path: Path) -> None:
     (tmp_path / "garbage.tar").write_bytes(b"not a tar archive at all" * 100)
     assert read(tmp_path / "garbage.tar")[1] == {"corrupt_archive": 1}
     assert read(write_tar(tmp_path / "empty.tar.gz", []))[1] == {"empty_archive": 1}
+
+
+def test_a_streamed_tar_keeps_no_member_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile's stream mode appends every TarInfo to `members`: millions of files would grow the memory."""
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: opened.append(real_open(*a, **k)) or opened[-1])
+    docs, _ = read(TAR)
+    assert len(docs) == 181 and len(opened) == 1 and len(opened[0].members) <= 1
+
+
+def test_a_damaged_header_or_corrupt_gzip_midway_is_counted(tmp_path: Path) -> None:
+    """tarfile's stream mode ends an archive silently at a damaged header: the files after it must not vanish
+    uncounted, and a gzip whose deflate data was altered must fail its CRC."""
+    whole = bytearray(gzip.decompress(TAR.read_bytes()))
+    with tarfile.open(fileobj=io.BytesIO(bytes(whole))) as archive:
+        offsets = [m.offset for m in archive if m.isfile()]
+    whole[offsets[50] : offsets[50] + 100] = b"x" * 100  # the 51st file's name: its header checksum fails
+    (tmp_path / "damaged.tar").write_bytes(bytes(whole))
+    docs, skips = read(tmp_path / "damaged.tar")
+    assert skips["corrupt_archive"] == 1 and 0 < len(docs) < 181
+
+    data = bytearray(TAR.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    (tmp_path / "flipped.tar.gz").write_bytes(bytes(data))
+    docs, skips = read(tmp_path / "flipped.tar.gz")
+    assert skips["corrupt_compression"] + skips["corrupt_archive"] == 1 and len(docs) < 181
 
 
 # -------------------------------------------------------------------------------------------- the stage

@@ -169,6 +169,7 @@ def test_malformed_xml_keeps_the_pages_before_and_counts_one_skip():
         "2008 British motorcycle Grand Prix", "AACTA Award for Outstanding Achievement in Short Film Screen Craft",
     ]  # fmt: skip
     assert [s.reason for s in skips] == ["malformed_xml"]
+    assert read(WIKI / "enwiki-empty.xml", data=b"")[1][0].reason == "empty_file"
 
 
 def test_the_llama_language_preset_refuses_other_dumps_as_one_counted_skip():
@@ -224,3 +225,66 @@ def test_quality_references_writes_each_cited_url_once(cli, tmp_path, capsys):
     assert "http://www.klaksvik.fo" not in urls  # an infobox's homepage link is not a reference
     printed = capsys.readouterr().out
     assert f"wrote {len(urls)} unique reference URLs" in printed and "skipped.redirect: 1" in printed
+
+
+def test_a_page_mwparserfromhell_cannot_parse_is_one_counted_skip(cli, tmp_path, capsys, monkeypatch):
+    """mwparserfromhell raises ParserError ("this is a bug") on a few real pages: that page is a counted skip,
+    the rest of the dump is read."""
+    from mwparserfromhell.parser import ParserError
+
+    from pipelines import quality_references, read_wikipedia
+
+    def fails_on_the_second_page(parse):
+        calls = []
+
+        def wrapped(text, *args):
+            calls.append(1)
+            if len(calls) == 2:
+                raise ParserError("C tokenizer exited with non-empty token stack.")
+            return parse(text, *args)
+
+        return wrapped
+
+    articles = len(read(VIWIKI)[0])
+    monkeypatch.setattr(read_wikipedia, "wiki_to_text", fails_on_the_second_page(wiki_to_text))
+    monkeypatch.setattr(quality_references, "reference_urls", fails_on_the_second_page(reference_urls))
+    docs, skips = read(VIWIKI)
+    assert len(docs) == articles - 1 and [s.reason for s in skips].count("unparseable_wikitext") == 1
+    assert cli("quality", "references", VIWIKI, "-o", tmp_path / "urls.txt") == 0
+    assert "skipped.unparseable_wikitext: 1" in capsys.readouterr().out
+
+
+def test_an_interrupted_quality_references_run_leaves_no_temporary_file(cli, tmp_path, monkeypatch):
+    from pipelines import quality_references
+
+    def interrupted(paths, counts):
+        yield "https://example.org/"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quality_references, "iter_reference_urls", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli("quality", "references", ENWIKI, "-o", tmp_path / "urls.txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quality_references_memory_stays_flat_with_many_urls(monkeypatch):
+    """The URLs seen live on disk: 50,000 of them (about 6 MB in a Python set) take no memory to speak of."""
+    import tracemalloc
+
+    from pipelines import quality_references
+    from pipelines.read_wikipedia import Page
+
+    pages = [Page(title=str(n), namespace=0, page_id=str(n), text=str(n)) for n in range(500)]
+    monkeypatch.setattr(quality_references, "_pages", lambda path, counts: iter(pages))
+    monkeypatch.setattr(
+        quality_references, "reference_urls", lambda text: [f"https://example.org/{text}/{i:08d}" for i in range(100)]
+    )
+    counts = Counter()
+    tracemalloc.start()
+    try:
+        unique = sum(1 for _ in quality_references.iter_reference_urls(["a.xml", "b.xml"], counts))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert unique == 50_000 and counts["urls_found"] == 100_000 and counts["files"] == 2
+    assert peak < 1_500_000
