@@ -1,13 +1,20 @@
-"""`llamaprep train`, `llamaprep generate` and `llamaprep convert {to-hf,from-hf,merge}`."""
+"""`llamaprep train`, `llamaprep generate` and `llamaprep convert {to-hf,to-meta,from-hf,merge}`.
+
+Also a console entry of its own for torchrun, which starts every rank without the data commands' parser
+(`torchrun --nproc-per-node 8 -m model.cli train ...`); `llamaprep train` starts without Beam as well.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
-from filters.options import ConfigError, add_arguments, build_config, documented_fields, given_values
+from filters.options import USER_ERRORS, ConfigError, add_arguments, build_config, documented_fields, given_values
 from model.config import NAMED_CONFIGS, TrainConfig
 
 TRAIN_COMMAND_FLAGS = ("data", "config", "output", "mixture")  # flags of their own (required, parsed)
@@ -55,7 +62,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_mixture(value: str | None) -> dict[str, float]:
-    from model.data import LLAMA_MIXTURE
+    from filters.llama_sources import LLAMA_MIXTURE
 
     if not value:
         return {}
@@ -135,11 +142,20 @@ def run_generate(args: argparse.Namespace) -> int:
 def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert checkpoints between Meta's and Hugging Face's layouts")
     commands = parser.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
-    to_hf = commands.add_parser("to-hf", help="Meta layout (ours or original LLaMA) -> HF LlamaForCausalLM")
+    to_hf = commands.add_parser(
+        "to-hf", help="Meta layout (ours, original LLaMA or a sharded training checkpoint) -> HF LlamaForCausalLM"
+    )
     to_hf.add_argument("checkpoint", help="model directory (params.json + consolidated.*.pth) or training output")
     to_hf.add_argument("output", help="HF model directory to write (config.json + model.safetensors)")
     to_hf.add_argument("--dtype", default=None, help="cast weights, e.g. bfloat16 (default: keep)")
     to_hf.set_defaults(func=run_to_hf)
+    to_meta = commands.add_parser(
+        "to-meta", help="sharded training checkpoint -> Meta layout (params.json + consolidated.00.pth), offline"
+    )
+    to_meta.add_argument("checkpoint", help="checkpoint directory (step-NNNNNNN) or training output (its latest)")
+    to_meta.add_argument("output", help="model directory to write")
+    to_meta.add_argument("--dtype", default=None, help="cast weights, e.g. bfloat16 (default: keep)")
+    to_meta.set_defaults(func=run_to_meta)
     from_hf = commands.add_parser("from-hf", help="HF LlamaForCausalLM directory -> Meta layout")
     from_hf.add_argument("hf_directory")
     from_hf.add_argument("output", help="model directory to write (params.json + consolidated.00.pth)")
@@ -169,6 +185,22 @@ def run_to_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_to_meta(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.generate import resolve_checkpoint
+    from model.meta_format import TOKENIZER_FILE, load_checkpoint, save_checkpoint
+
+    directory = resolve_checkpoint(args.checkpoint)
+    model_args, state = load_checkpoint(directory)
+    if args.dtype:
+        state = {k: v.to(getattr(torch, args.dtype)) for k, v in state.items()}
+    tokenizer = directory / TOKENIZER_FILE
+    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
+    print(f"wrote {args.output} ({len(state)} tensors)")
+    return 0
+
+
 def run_from_hf(args: argparse.Namespace) -> int:
     from model.hf_format import load_hf
     from model.meta_format import TOKENIZER_FILE, save_checkpoint
@@ -188,3 +220,28 @@ def run_merge(args: argparse.Namespace) -> int:
     save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
     print(f"wrote {args.output} ({len(state)} tensors)")
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The model commands alone (what `python -m model.cli` and torchrun's ranks parse)."""
+    parser = argparse.ArgumentParser(prog="python -m model.cli", description="Train LLaMA, generate, convert.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as error:  # the command line's error rule (README, "Errors"): one line, status 2
+        print(f"llamaprep {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

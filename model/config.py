@@ -144,17 +144,41 @@ class TrainConfig:
     grad_clip: float = option(1.0, "clip the global gradient norm to this (paper: 1.0; 0 disables)")
     mixture: dict[str, float] = option(help="source -> weight; empty: sample by token count", factory=dict)
     seed: int = option(0, "seed of initialization, document order and source sampling")
+    prefetch: int = option(2, "micro-batches the loader prepares ahead in a background thread (0: read in the loop)")
     save_every: int = option(1000, "checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(3, "checkpoints to keep (oldest deleted first; 0 keeps all)")
     eval_every: int = option(500, "validation loss every N steps (and at the end)")
-    eval_batches: int = option(20, "micro-batches of the val split per validation (0: none)")
+    eval_batches: int = option(
+        20,
+        "validation size: eval_batches x 8 held-out sequences of each source, the same set whatever the "
+        "process count or micro-batch (0: no validation)",
+    )
     log_every: int = option(10, "log every N steps")
-    compile: bool = option(False, "torch.compile each transformer block")
-    activation_checkpointing: bool = option(
-        False, "recompute each block's activations in backward (less memory, ~1/3 more compute)"
+    compile: bool = option(False, "torch.compile each transformer block (fullgraph)")
+    activation_checkpointing: str = option(
+        "none",
+        "recompute activations in backward: none; full (every block: least memory, ~1/3 more compute); "
+        "every:K (every K-th block); ops (keep matmul and attention outputs, recompute element-wise ops)",
+    )
+    loss_chunk_tokens: int = option(
+        0, "compute the output projection and loss this many tokens at a time (0: all at once; e.g. 4096)"
     )
     device: str = option("auto", "auto (cuda:LOCAL_RANK when available, else cpu), cpu, cuda")
-    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16")
+    dtype: str = option(
+        "auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16 (with loss scaling)"
+    )
+    accumulate_unsharded: bool = option(
+        False,
+        "several processes: keep whole gradients over the micro-batches and reduce them once per step "
+        "(less communication, a full float32 gradient per process: small models only)",
+    )
+    checkpoint_format: str = option(
+        "auto",
+        "full (one Meta-layout consolidated.00.pth gathered on rank 0), sharded (torch.distributed.checkpoint: "
+        "each process writes its own shards), auto: sharded with several processes",
+    )
+    async_save: bool = option(False, "write sharded checkpoints in a background thread while training goes on")
+    dist_timeout_minutes: int = option(10, "process-group timeout for a collective (torch's default: 10)")
     threads: int | None = option(
         None, "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)"
     )

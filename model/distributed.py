@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -26,9 +27,10 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def setup(device: str = "auto") -> DistributedContext:
+def setup(device: str = "auto", timeout_minutes: float = 10) -> DistributedContext:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a plain run is rank 0 of 1.
-    NCCL on GPUs, gloo on CPU."""
+    NCCL on GPUs, gloo on CPU. A collective that waits longer than `timeout_minutes` fails the job instead
+    of hanging it."""
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -39,7 +41,8 @@ def setup(device: str = "auto") -> DistributedContext:
         torch_device = torch.device("cuda", local_rank if torch_device.index is None else torch_device.index)
         torch.cuda.set_device(torch_device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
     return DistributedContext(rank, world_size, local_rank, torch_device)
 
 
@@ -50,7 +53,8 @@ def teardown() -> None:
 
 def shard_model(model: nn.Module, param_dtype: torch.dtype | None) -> None:
     """FSDP2: each transformer block is its own all-gather unit, then the root (embeddings, norm, output).
-    On GPU parameters are gathered and computed in `param_dtype` (bf16) and gradients reduced in float32."""
+    With a `param_dtype` (bf16 or fp16 on GPU) parameters are gathered and computed in it and gradients
+    reduced in float32."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
@@ -59,6 +63,13 @@ def shard_model(model: nn.Module, param_dtype: torch.dtype | None) -> None:
         # The last block's parameters are needed right away by backward: keep them gathered.
         fully_shard(layer, reshard_after_forward=index < len(model.layers) - 1, **kwargs)
     fully_shard(model, **kwargs)
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:

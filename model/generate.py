@@ -68,15 +68,21 @@ def generate_tokens(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Continuations of each prompt (ids after the prompt, up to and excluding EOS). Prompts of different
-    lengths decode together: each position keeps its prompt token until that prompt is used up."""
+    """Continuations of each prompt: at most `max_new_tokens` ids after the prompt (fewer when max_seq_len
+    comes first), up to and excluding EOS. Prompts of different lengths decode together: each position keeps
+    its prompt token until that prompt is used up, and each row stops at its own prompt + max_new_tokens
+    (Meta's cut), so a row's continuation is the one it would get alone."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ConfigError("every prompt needs at least one token (usually BOS)")
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
     device = model.output.weight.device
     max_prompt = max(len(p) for p in prompts)
     total = min(model.args.max_seq_len, max_prompt + max_new_tokens)
     if max_prompt >= total:
         raise ConfigError(f"prompts of {max_prompt} tokens leave no room under max_seq_len {model.args.max_seq_len}")
+    # One past each row's last position: its prompt plus max_new_tokens, within the sequence.
+    ends = torch.tensor([min(len(p) + max_new_tokens, total) for p in prompts], device=device)
     tokens = torch.zeros((len(prompts), total), dtype=torch.long, device=device)
     is_prompt = torch.zeros_like(tokens, dtype=torch.bool)
     for row, prompt in enumerate(prompts):
@@ -95,12 +101,13 @@ def generate_tokens(
         tokens[:, position] = chosen
         if eos_id is not None:
             finished |= ~is_prompt[:, position] & (chosen == eos_id)
-            if bool(finished.all()):
-                break
+        finished |= ends <= position + 1
+        if bool(finished.all()):
+            break
         previous = position
     out = []
     for row, prompt in enumerate(prompts):
-        continuation = tokens[row, len(prompt) : position + 1].tolist()
+        continuation = tokens[row, len(prompt) : min(int(ends[row]), position + 1)].tolist()
         if eos_id is not None and eos_id in continuation:
             continuation = continuation[: continuation.index(eos_id)]
         out.append(continuation)

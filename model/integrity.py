@@ -2,6 +2,7 @@
 file is named in one line instead of loading silently wrong weights or failing deep inside torch.
 
     DIR/checksums.json   {"consolidated.00.pth": {"bytes": ..., "sha256": ...}, "params.json": ..., ...}
+                         (a sharded checkpoint lists "shards/__0_0.distcp", ... the same way)
 
 Checkpoints without the file (Meta's original LLaMA weights, Hugging Face conversions) load as before,
 with read errors still reported as one line naming the file.
@@ -14,6 +15,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +37,31 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def write_checksums(directory: str | os.PathLike) -> None:
-    """Record the size and sha256 of every file of a checkpoint directory (hidden temporaries aside); the
-    writer calls it once, after its last file is in place."""
+def file_checksums(directory: Path, paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of some files of a checkpoint, keyed by their path relative to it: the processes of
+    a sharded save each hash only the files they wrote."""
+    return {path.relative_to(directory).as_posix(): file_digest(path) for path in paths}
+
+
+def write_checksums(directory: str | os.PathLike, sums: dict[str, dict[str, Any]] | None = None) -> None:
+    """Record `sums`, or the size and sha256 of every top-level file of a checkpoint directory (hidden
+    temporaries aside); the writer calls it once, after its last file is in place."""
     directory = Path(directory)
-    listed = sorted(
-        path.name
-        for path in directory.iterdir()
-        if path.is_file() and path.name != CHECKSUMS_FILE and not path.name.startswith(".")
-    )
-    sums = {name: file_digest(directory / name) for name in listed}
+    if sums is None:
+        listed = [
+            path
+            for path in sorted(directory.iterdir())
+            if path.is_file() and path.name != CHECKSUMS_FILE and not path.name.startswith(".")
+        ]
+        sums = file_checksums(directory, listed)
     tmp = directory / f".{CHECKSUMS_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, directory / CHECKSUMS_FILE)
 
 
-def verify_checkpoint(directory: str | os.PathLike) -> bool:
-    """Check every file the checkpoint's checksums list; False when it has no checksums to check."""
+def verify_checkpoint(directory: str | os.PathLike, rank: int = 0, world_size: int = 1) -> bool:
+    """Check the files the checkpoint's checksums list (with several processes, process `rank` checks every
+    `world_size`-th of them); False when it has no checksums to check."""
     directory = Path(directory)
     listing = directory / CHECKSUMS_FILE
     if not listing.is_file():
@@ -60,7 +70,7 @@ def verify_checkpoint(directory: str | os.PathLike) -> bool:
         sums = json.loads(listing.read_text())
     except ValueError:
         raise DamagedCheckpoint(f"{listing} is damaged: not valid JSON") from None
-    for name, expected in sums.items():
+    for name, expected in sorted(sums.items())[rank::world_size]:
         path = directory / name
         if not path.is_file():
             raise DamagedCheckpoint(f"{path} is missing (listed in {CHECKSUMS_FILE})")

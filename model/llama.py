@@ -6,21 +6,31 @@ Module and parameter names are Meta's (facebookresearch/llama `model.py`): `tok_
 `output`, so a state dict moves between their code and ours unchanged. The rotary table is a non-persistent
 buffer: it follows `.to(device)` but stays out of the state dict, as in Meta's checkpoints. Rotation is
 applied to interleaved pairs read as complex numbers (Meta's convention). Attention goes through
-`scaled_dot_product_attention` (flash kernels on GPU).
+`scaled_dot_product_attention` (flash kernels on GPU), which reads grouped key/value heads in place.
+
+Activation checkpointing and per-block compilation are applied from outside, as torchtitan does, by
+`apply_activation_checkpointing` and `compile_blocks`; neither renames a parameter, so checkpoints and FSDP2
+see the same names with or without them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
 
+from filters.options import ConfigError
 from model.config import ModelArgs
+from model.loss import chunked_cross_entropy
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+CheckpointContexts = Callable[[], tuple[AbstractContextManager, AbstractContextManager]]
 
 
 class RMSNorm(nn.Module):
@@ -95,20 +105,18 @@ class Attention(nn.Module):
             k = cache_k[:batch, : start_pos + seq_len]
             v = cache_v[:batch, : start_pos + seq_len]
 
-        # (batch, heads, seq, head_dim); grouped-query heads share their key/value head.
+        # (batch, heads, seq, head_dim); grouped-query heads share their key/value head, which SDPA reads in
+        # place (enable_gqa) instead of a copy repeated per query head.
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if self.n_kv_heads != self.n_heads:
-            repeats = self.n_heads // self.n_kv_heads
-            k = k.repeat_interleave(repeats, dim=1)
-            v = v.repeat_interleave(repeats, dim=1)
+        gqa = self.n_kv_heads != self.n_heads
         if start_pos == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
             # Queries at positions start_pos.. see every cached key up to their own position.
             key_pos = torch.arange(k.shape[2], device=x.device)
             query_pos = torch.arange(start_pos, start_pos + seq_len, device=x.device)
             mask = key_pos[None, :] <= query_pos[:, None]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.wo(out.transpose(1, 2).reshape(batch, seq_len, -1))
 
 
@@ -133,6 +141,9 @@ class TransformerBlock(nn.Module):
         self.feed_forward = FeedForward(args.dim, args.ffn_hidden_dim)
         self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
+        # Set by `apply_activation_checkpointing`: None keeps every activation for backward; otherwise the
+        # block runs under torch.utils.checkpoint with these options (a `context_fn` keeps some ops' outputs).
+        self.recompute: dict[str, CheckpointContexts] | None = None
 
     def forward(
         self,
@@ -140,6 +151,27 @@ class TransformerBlock(nn.Module):
         freqs_cis: torch.Tensor,
         start_pos: int = 0,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        if self.recompute is not None and self.training and torch.is_grad_enabled():
+            # The model draws no random numbers, so the RNG state need not be saved for the recomputation.
+            return checkpoint(
+                self._forward,
+                x,
+                freqs_cis,
+                start_pos,
+                cache,
+                use_reentrant=False,
+                preserve_rng_state=False,
+                **self.recompute,
+            )
+        return self._forward(x, freqs_cis, start_pos, cache)
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        freqs_cis: torch.Tensor,
+        start_pos: int,
+        cache: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), freqs_cis, start_pos, cache)
         return h + self.feed_forward(self.ffn_norm(h))
@@ -149,7 +181,6 @@ class Transformer(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         self.args = args
-        self.activation_checkpointing = False
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(TransformerBlock(i, args) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, eps=args.norm_eps)
@@ -157,19 +188,33 @@ class Transformer(nn.Module):
         freqs_cis = rope_frequencies(args.head_dim, args.max_seq_len, args.rope_theta)
         self.register_buffer("freqs_cis", freqs_cis, persistent=False)
 
-    def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (batch, seq, vocab) for `tokens` placed at positions start_pos.. (the cache holds earlier ones)."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        start_pos: int = 0,
+        cache: KVCache | None = None,
+        targets: torch.Tensor | None = None,
+        loss_chunk_tokens: int = 0,
+    ) -> torch.Tensor:
+        """Logits (batch, seq, vocab) for `tokens` placed at positions start_pos.. (the cache holds earlier ones).
+
+        With `targets` (batch, seq), the mean cross-entropy of those logits against them instead, computed
+        `loss_chunk_tokens` tokens at a time when that is positive (`model.loss.chunked_cross_entropy`). The
+        loss is taken inside forward so that under FSDP2 the norm and output weights are gathered by the
+        root's hooks like every other parameter."""
         seq_len = tokens.shape[1]
         if start_pos + seq_len > self.args.max_seq_len:
             raise ValueError(f"positions up to {start_pos + seq_len} exceed max_seq_len {self.args.max_seq_len}")
         freqs_cis = self.freqs_cis[start_pos : start_pos + seq_len]
         h = self.tok_embeddings(tokens)
         for i, layer in enumerate(self.layers):
-            layer_cache = cache[i] if cache is not None else None
-            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(layer, h, freqs_cis, start_pos, layer_cache, use_reentrant=False)
-            else:
-                h = layer(h, freqs_cis, start_pos, layer_cache)
+            h = layer(h, freqs_cis, start_pos, cache[i] if cache is not None else None)
+        if targets is None:
+            return self.head(h)
+        return chunked_cross_entropy(h, targets, self.head, loss_chunk_tokens)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits of the last block's hidden states: the final norm, then the output projection."""
         return self.output(self.norm(h))
 
     def new_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
@@ -219,6 +264,52 @@ def build_model(args: ModelArgs, device: str | torch.device = "cpu", seed: int |
         model = Transformer(args)
     model.init_weights()
     return model
+
+
+# Ops whose outputs the "ops" policy keeps: the matrix multiplies and attention kernels (each device's), the
+# costly part to recompute; norms, rotary and SwiGLU's element-wise ops are recomputed (torchtitan's op-level
+# selective checkpointing, without its every-other-matmul refinement).
+SAVED_OPS = [
+    torch.ops.aten.mm.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+    torch.ops.aten._scaled_dot_product_attention_math.default,
+]
+
+CHECKPOINT_POLICIES = "none, full, every:K (every K-th block, from the first) or ops (keep matmul/attention outputs)"
+
+
+def checkpointed_blocks(policy: str, n_layers: int) -> tuple[list[int], CheckpointContexts | None]:
+    """The blocks an activation-checkpointing policy recomputes, and the checkpoint contexts it uses
+    (None: all of a block's activations are recomputed; dynamo accepts no explicit `noop_context_fn`)."""
+    name, _, every = policy.strip().lower().partition(":")
+    if name in ("none", "full", "ops") and not every:
+        blocks = [] if name == "none" else list(range(n_layers))
+        contexts = functools.partial(create_selective_checkpoint_contexts, SAVED_OPS) if name == "ops" else None
+        return blocks, contexts
+    if name == "every" and every.isdigit() and int(every) > 0:
+        return list(range(0, n_layers, int(every))), None
+    raise ConfigError(f"activation checkpointing {policy!r}: expected {CHECKPOINT_POLICIES}")
+
+
+def apply_activation_checkpointing(model: Transformer, policy: str) -> None:
+    """Make the blocks a policy names recompute their activations in backward (see `checkpointed_blocks`):
+    "full" costs about one more forward pass and keeps only each block's input; "every:K" does that for
+    every K-th block; "ops" keeps the matmul and attention outputs and recomputes only element-wise work."""
+    blocks, contexts = checkpointed_blocks(policy, len(model.layers))
+    for index, layer in enumerate(model.layers):
+        options = {"context_fn": contexts} if contexts else {}
+        layer.recompute = options if index in blocks else None
+
+
+def compile_blocks(model: Transformer, fullgraph: bool = True, **options) -> None:
+    """torch.compile each transformer block in place (`Module.compile`: names and state dict unchanged). The
+    block traces as one graph, shared by all blocks, with or without activation checkpointing inside and
+    under FSDP2's hooks, so `fullgraph` turns any future graph break into an error, not a silent slowdown."""
+    for layer in model.layers:
+        layer.compile(fullgraph=fullgraph, **options)
 
 
 def flops_per_token(args: ModelArgs, n_params_no_embedding: int, seq_len: int) -> float:

@@ -4,7 +4,8 @@ Meta's model-parallel shards split each weight along the dimension its fairscale
 column-parallel layers (wq, wk, wv, w1, w3, output) along the output rows (dim 0), row-parallel layers
 (wo, w2) along the input columns (dim 1), the embedding along dim 1 in LLaMA 1/2 (`ParallelEmbedding`) or
 dim 0 in LLaMA 3 (`VocabParallelEmbedding`); norms are replicated. Merging concatenates along those dims.
-Our own checkpoints are written as a single `consolidated.00.pth`, which Meta's loader reads as-is.
+Our own checkpoints are written as a single `consolidated.00.pth`, which Meta's loader reads as-is; sharded
+training checkpoints (`model.sharded_format`) are read here too, so `generate` and `convert` take them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from filters.options import ConfigError
 from model.config import ModelArgs
 from model.integrity import DamagedCheckpoint, load_torch, verify_checkpoint, write_checksums
+from model.sharded_format import is_sharded, read_model_weights
 
 PARAMS_FILE = "params.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -76,8 +78,11 @@ def merge_shards(shards: list[dict[str, torch.Tensor]], dim: int) -> dict[str, t
 def load_checkpoint(
     directory: str | os.PathLike, vocab_size: int | None = None
 ) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
-    """params and one merged state dict from a Meta-layout directory (original LLaMA or ours)."""
+    """params and one merged state dict from a Meta-layout directory (original LLaMA or ours), or from a
+    sharded training checkpoint (its model shards read offline)."""
     verify_checkpoint(directory)
+    if is_sharded(directory):
+        return read_params(directory, vocab_size=vocab_size), read_model_weights(directory)
     paths = shard_paths(directory)
     shards = [load_torch(path, map_location="cpu", weights_only=True, mmap=True) for path in paths]
     params_path = Path(directory) / PARAMS_FILE
@@ -111,6 +116,14 @@ def write_model_files(
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in state_dict.items()}
     atomic_torch_save(weights, directory / "consolidated.00.pth")
+    write_params(args, directory, tokenizer_model)
+
+
+def write_params(
+    args: ModelArgs, directory: str | os.PathLike, tokenizer_model: str | os.PathLike | None = None
+) -> None:
+    """params.json and the tokenizer: the files a model directory holds besides its weights."""
+    directory = Path(directory)
     atomic_write_text(directory / PARAMS_FILE, json.dumps(args.to_params(), indent=2) + "\n")
     if tokenizer_model is not None and Path(tokenizer_model).resolve() != (directory / TOKENIZER_FILE).resolve():
         shutil.copyfile(tokenizer_model, directory / TOKENIZER_FILE)

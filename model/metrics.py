@@ -11,9 +11,17 @@ from pathlib import Path
 
 import torch
 
-# Dense bf16 tensor-core peaks from NVIDIA's datasheets (without sparsity), FLOP/s, matched in this order
-# against torch.cuda.get_device_name (the PCIe H100 is slower than the SXM one).
-PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
+# Dense bf16 tensor-core peaks from NVIDIA's datasheets (half the "with sparsity" figures), FLOP/s, matched
+# in this order against torch.cuda.get_device_name: the PCIe and NVL cards run slower than the SXM ones
+# (H100 PCIe 1513/2, H100 NVL and H200 NVL 1671/2, H100 and H200 SXM 1979/2 TFLOP/s).
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H200 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+)
 
 
 def peak_flops(device: torch.device, override_tflops: float | None = None) -> float | None:

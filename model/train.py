@@ -2,8 +2,10 @@
 
 One optimizer step consumes `batch_tokens` tokens globally (the paper: 4M), made of micro-batches of
 `micro_batch_size` sequences per process accumulated `batch_tokens / (micro_batch_size * seq_len * world)`
-times. Several processes shard parameters, gradients and optimizer states with FSDP2 (`fully_shard`);
-with the same global batch the loss matches a single-process run up to float summation order.
+times. Several processes shard parameters, gradients and optimizer states with FSDP2 (`fully_shard`),
+gradients staying sharded across micro-batches (each one reduce-scattered, as torchtitan does); with the
+same global batch the loss matches a single-process run up to float summation order. float16 compute is
+paired with loss scaling (a GradScaler, sharded-aware with several processes).
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from filters.options import ConfigError
-from model.checkpoint import latest_intact_checkpoint, load_training_checkpoint, save_training_checkpoint
+from model.checkpoint import CheckpointWriter, latest_intact_checkpoint, load_training_checkpoint, verify_together
 from model.config import ModelArgs, TrainConfig, default_learning_rate, load_model_args
 from model.data import TokenLoader
 from model.distributed import DistributedContext, all_reduce_mean, setup, shard_model, teardown
-from model.integrity import DamagedCheckpoint, verify_checkpoint
-from model.llama import Transformer, build_model, flops_per_token
+from model.integrity import DamagedCheckpoint
+from model.llama import Transformer, apply_activation_checkpointing, build_model, compile_blocks, flops_per_token
+from model.loss import next_token_loss
 from model.meta_format import TOKENIZER_FILE, read_params
 from model.metrics import MetricsLogger, peak_flops
 from model.schedule import build_optimizer, learning_rate
-from tokenizer.token_shards import read_token_manifest, token_shard_paths
+from model.validation import SEQUENCES_PER_EVAL_BATCH, build_validation_set, evaluate
+from tokenizer.token_shards import read_token_manifest
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ class TrainResult:
     model_args: ModelArgs | None = None
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+CHECKPOINT_FORMATS = ("auto", "full", "sharded")
+
+
 @dataclass
 class RunPlan:
     model_args: ModelArgs
@@ -54,6 +61,12 @@ class RunPlan:
     batch_tokens: int
     peak_lr: float
     compute_dtype: torch.dtype
+    sharded_checkpoints: bool
+
+    @property
+    def loss_scaling(self) -> bool:
+        """float16's 5 exponent bits underflow small gradients unless the loss is scaled up first."""
+        return self.compute_dtype == torch.float16
 
 
 def plan_run(config: TrainConfig, context: DistributedContext, resume_from: Path | None) -> RunPlan:
@@ -76,16 +89,26 @@ def plan_run(config: TrainConfig, context: DistributedContext, resume_from: Path
             f"batch_tokens {batch_tokens} is not a multiple of micro_batch_size * seq_len * world_size "
             f"= {config.micro_batch_size} * {seq_len} * {context.world_size} = {tokens_per_micro}"
         )
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"dtype {config.dtype!r} is not one of {', '.join(DTYPES)}")
     if config.dtype == "auto":
         compute_dtype = torch.bfloat16 if context.device.type == "cuda" else torch.float32
     else:
         compute_dtype = getattr(torch, config.dtype)
+    if config.checkpoint_format not in CHECKPOINT_FORMATS:
+        raise ConfigError(
+            f"checkpoint_format {config.checkpoint_format!r} is not one of {', '.join(CHECKPOINT_FORMATS)}"
+        )
+    sharded = config.checkpoint_format == "sharded" or (config.checkpoint_format == "auto" and context.distributed)
+    if config.async_save and not sharded:
+        raise ConfigError("async_save needs sharded checkpoints (checkpoint_format sharded, or auto with torchrun)")
     peak_lr = config.lr if config.lr is not None else default_learning_rate(config.config)
-    return RunPlan(model_args, seq_len, batch_tokens // tokens_per_micro, batch_tokens, peak_lr, compute_dtype)
+    return RunPlan(model_args, seq_len, batch_tokens // tokens_per_micro, batch_tokens, peak_lr, compute_dtype, sharded)
 
 
 def prepare_model(plan: RunPlan, config: TrainConfig, context: DistributedContext) -> Transformer:
-    """Build, then activation checkpointing, per-block compile and FSDP2.
+    """Build, then activation checkpointing (a policy: `model.llama.apply_activation_checkpointing`), per-block
+    compile and FSDP2, in torchtitan's order.
 
     Sharded GPU runs build on the meta device, shard, and only then allocate and initialize each rank's
     shard, so no GPU ever holds the whole float32 model. Single-process runs and CPU process groups build
@@ -99,12 +122,11 @@ def prepare_model(plan: RunPlan, config: TrainConfig, context: DistributedContex
             model = Transformer(plan.model_args)
     else:
         model = build_model(plan.model_args, device=context.device, seed=config.seed)
-    model.activation_checkpointing = config.activation_checkpointing
+    apply_activation_checkpointing(model, config.activation_checkpointing)
     if config.compile:
-        for layer in model.layers:
-            layer.compile()
+        compile_blocks(model)
     if context.distributed:
-        shard_model(model, param_dtype=torch.bfloat16 if on_gpu and plan.compute_dtype == torch.bfloat16 else None)
+        shard_model(model, param_dtype=plan.compute_dtype if on_gpu and plan.compute_dtype != torch.float32 else None)
     if shard_on_gpu:
         model.to_empty(device=context.device)
         model.init_weights()
@@ -112,31 +134,20 @@ def prepare_model(plan: RunPlan, config: TrainConfig, context: DistributedContex
 
 
 def autocast(context: DistributedContext, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """bf16 autocast for unsharded GPU runs (sharded ones compute in bf16 through FSDP's policy)."""
+    """bf16/fp16 autocast, except for sharded GPU runs, which compute in that dtype through FSDP's policy."""
     if dtype == torch.float32 or (context.distributed and context.device.type == "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=context.device.type, dtype=dtype)
 
 
-def next_token_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    logits = model(batch[:, :-1])
-    return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+def build_grad_scaler(plan: RunPlan, context: DistributedContext) -> torch.amp.GradScaler:
+    """Loss scaling for float16 (a pass-through otherwise). Sharded, each rank sees only its gradient shards,
+    so FSDP's ShardedGradScaler all-reduces the overflow check: every rank skips the same steps."""
+    if context.distributed:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
-
-@torch.no_grad()
-def validation_loss(
-    model: nn.Module, loader: TokenLoader, batches: int, micro_batch: int, context: DistributedContext, dtype
-) -> float:
-    """Mean next-token loss over the same first `batches` micro-batches of the val split each time."""
-    model.eval()
-    loader.reset()
-    total = torch.zeros((), device=context.device)
-    for _ in range(batches):
-        batch = torch.from_numpy(loader.next_samples(micro_batch)).to(context.device)
-        with autocast(context, dtype):
-            total += next_token_loss(model, batch)
-    model.train()
-    return float(all_reduce_mean(total / batches))
+        return ShardedGradScaler(device=context.device.type, enabled=plan.loss_scaling)
+    return torch.amp.GradScaler(context.device.type, enabled=plan.loss_scaling)
 
 
 def optimizer_step(
@@ -147,21 +158,26 @@ def optimizer_step(
     config: TrainConfig,
     context: DistributedContext,
     clip: float,
+    scaler: torch.amp.GradScaler,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update from `grad_accum` micro-batches; returns this rank's mean loss and the global grad norm."""
+    """One update from `grad_accum` micro-batches; returns this rank's mean loss and the global grad norm.
+    Sharded, each micro-batch's gradients are reduce-scattered and accumulate as shards; with
+    `accumulate_unsharded` whole gradients accumulate and are reduced once, after the last micro-batch."""
     loss_sum = torch.zeros((), device=context.device)
     for micro in range(plan.grad_accum):
         batch = torch.from_numpy(loader.next_samples(config.micro_batch_size)).to(context.device, non_blocking=True)
-        if context.distributed:  # reduce-scatter gradients only after the last micro-batch
+        if context.distributed and config.accumulate_unsharded:
             model.set_requires_gradient_sync(micro == plan.grad_accum - 1)
         with autocast(context, plan.compute_dtype):
-            loss = next_token_loss(model, batch)
-        (loss / plan.grad_accum).backward()
+            loss = next_token_loss(model, batch, config.loss_chunk_tokens)
+        scaler.scale(loss / plan.grad_accum).backward()
         loss_sum += loss.detach()
+    scaler.unscale_(optimizer)
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
         grad_norm = grad_norm.full_tensor()
-    optimizer.step()
+    scaler.step(optimizer)  # skipped, and the scale lowered, when a gradient overflowed
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum / plan.grad_accum, grad_norm
 
@@ -179,22 +195,24 @@ def tokenizer_model_path(config_data: str, explicit: str | None) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
-def resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:
-    """The checkpoint to continue from, its files checked against their checksums: the one given, or with
-    "latest" the newest intact one (newer damaged ones are passed over, and said so)."""
+def resolve_resume(config: TrainConfig, resume: str | None, context: DistributedContext) -> Path | None:
+    """The checkpoint to continue from, its files checked against their checksums (the ranks share the
+    hashing): the one given, or with "latest" the newest intact one (newer damaged ones are passed over,
+    and said so)."""
     if resume is None:
         return None
     if resume != "latest":
-        verify_checkpoint(resume)
+        verify_together(resume, context)
         return Path(resume)
-    found, passed_over = latest_intact_checkpoint(config.output)
-    for damage in passed_over:
+    found, passed_over = latest_intact_checkpoint(config.output, context)
+    say = context.is_main
+    for damage in passed_over if say else ():
         print(f"--resume: passing over a damaged checkpoint: {damage}", file=sys.stderr)
     if found is None and passed_over:
         raise DamagedCheckpoint(f"--resume: no intact checkpoint under {config.output} ({passed_over[-1]})")
-    if found is None:
+    if found is None and say:
         log.warning("--resume: no checkpoint under %s yet, starting fresh", config.output)
-    elif passed_over:
+    elif passed_over and say:
         print(f"--resume: resuming from {found}, the newest intact checkpoint", file=sys.stderr)
     return found
 
@@ -203,9 +221,9 @@ def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None 
     """Run (or continue) training; every rank of a torchrun job calls this."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    context = setup(config.device)
+    context = setup(config.device, config.dist_timeout_minutes)
     try:
-        return _train(config, context, resolve_resume(config, resume), tokenizer)
+        return _train(config, context, resolve_resume(config, resume, context), tokenizer)
     finally:
         teardown()
 
@@ -214,20 +232,45 @@ def _train(
     config: TrainConfig, context: DistributedContext, resume_from: Path | None, tokenizer: str | None
 ) -> TrainResult:
     plan = plan_run(config, context, resume_from)
+    with TokenLoader(
+        config.data,
+        "train",
+        plan.seq_len,
+        config.mixture,
+        config.seed,
+        context.rank,
+        context.world_size,
+        prefetch=config.prefetch,
+    ) as loader:
+        return _run(config, context, plan, loader, resume_from, tokenizer)
+
+
+def _run(
+    config: TrainConfig,
+    context: DistributedContext,
+    plan: RunPlan,
+    loader: TokenLoader,
+    resume_from: Path | None,
+    tokenizer: str | None,
+) -> TrainResult:
     args = plan.model_args
-    loader = TokenLoader(
-        config.data, "train", plan.seq_len, config.mixture, config.seed, context.rank, context.world_size
+    mixture_weights = {s.name: float(w) for s, w in zip(loader.sources, loader.weights, strict=True)}
+    validation = build_validation_set(
+        config.data, plan.seq_len, config.eval_batches * SEQUENCES_PER_EVAL_BATCH, mixture_weights
     )
-    val_loader = None
-    if token_shard_paths(config.data, "val") and config.eval_batches > 0:
-        val_loader = TokenLoader(config.data, "val", plan.seq_len, None, config.seed, context.rank, context.world_size)
     model = prepare_model(plan, config, context)
     optimizer = build_optimizer(model, config, plan.peak_lr)
+    scaler = build_grad_scaler(plan, context)
     start_step = 0
     if resume_from is not None:
         state = load_training_checkpoint(resume_from, model, optimizer, context)
         loader.load_state_dict(state["loader"])
+        if state.get("grad_scaler") and plan.loss_scaling:  # empty when saved by a run without scaling
+            scaler.load_state_dict(state["grad_scaler"])
         start_step = state["step"]
+    checkpoints = CheckpointWriter(
+        config.output, context, plan.sharded_checkpoints, config.async_save, config.keep_checkpoints
+    )
     tokenizer_path = tokenizer_model_path(config.data, tokenizer)
     result = TrainResult(model_args=args)
     n_params = sum(p.numel() for p in model.parameters())
@@ -244,8 +287,10 @@ def _train(
             + (f", resuming at step {start_step} from {resume_from}" if resume_from else "")
         )
         total_samples = config.steps * plan.batch_tokens // plan.seq_len
-        weights = {s.name: round(float(w), 4) for s, w in zip(loader.sources, loader.weights, strict=True)}
+        weights = {name: round(w, 4) for name, w in mixture_weights.items()}
         logger.write(f"mixture {weights}; planned epochs per source {loader.planned_epochs(total_samples)}")
+        if validation is not None:
+            logger.write(f"validation: {len(validation)} held-out sequences of {', '.join(validation.sources)}")
 
     warmup = config.effective_warmup()
     clip = config.grad_clip if config.grad_clip > 0 else math.inf
@@ -256,7 +301,7 @@ def _train(
         lr = learning_rate(step, plan.peak_lr, warmup, config.steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, grad_norm = optimizer_step(model, optimizer, loader, plan, config, context, clip)
+        loss, grad_norm = optimizer_step(model, optimizer, loader, plan, config, context, clip, scaler)
         steps_since_log += 1
         done = step + 1
         last = done == config.steps
@@ -276,17 +321,20 @@ def _train(
             }
             if peak:
                 record["mfu"] = flops_token * tokens_per_s / (peak * context.world_size)
+            if plan.loss_scaling:
+                record["loss_scale"] = float(scaler.get_scale())
             result.losses[done] = step_loss
             logger.log(done, record)
             logger.advance(steps_since_log, {"loss": step_loss, "lr": lr})
+            checkpoints.finish_if_written()
             timer, steps_since_log = time.perf_counter(), 0
 
-        if val_loader is not None and (done % config.eval_every == 0 or last):
-            val = validation_loss(
-                model, val_loader, config.eval_batches, config.micro_batch_size, context, plan.compute_dtype
+        if validation is not None and (done % config.eval_every == 0 or last):
+            val = evaluate(
+                model, validation, config.micro_batch_size, context, lambda: autocast(context, plan.compute_dtype)
             )
-            result.val_losses[done] = val
-            logger.log(done, {"val_loss": val, "val_perplexity": math.exp(min(val, 50.0))})
+            result.val_losses[done] = val["val_loss"]
+            logger.log(done, {**val, "val_perplexity": math.exp(min(val["val_loss"], 50.0))})
             timer = time.perf_counter()
 
         if done % config.save_every == 0 or last:
@@ -294,19 +342,11 @@ def _train(
                 "loader": loader.state_dict(),
                 "train_config": config.to_dict(),
                 "epochs_seen": loader.epochs_seen(),
+                "grad_scaler": scaler.state_dict(),
             }
-            result.checkpoint = save_training_checkpoint(
-                config.output,
-                done,
-                model,
-                optimizer,
-                args,
-                train_state,
-                context,
-                keep=config.keep_checkpoints,
-                tokenizer_model=tokenizer_path,
-            )
+            result.checkpoint = checkpoints.save(done, model, optimizer, args, train_state, tokenizer_path)
             logger.write(f"step {done}: checkpoint {result.checkpoint}; epochs seen {loader.epochs_seen()}")
             timer = time.perf_counter()
+    checkpoints.finish()
     logger.close()
     return result

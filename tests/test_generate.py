@@ -9,6 +9,7 @@ import pytest
 import torch
 from model_fixtures import documents, real_text, write_token_table
 
+from filters.options import ConfigError
 from model.config import NAMED_CONFIGS
 from model.generate import generate_tokens, load_checkpoint_model, sample_top_p
 from model.llama import build_model
@@ -24,11 +25,41 @@ def test_greedy_generation_is_the_same_with_and_without_kv_cache(name: str) -> N
     cached = generate_tokens(model, prompts, max_new_tokens=24, temperature=0.0)
     uncached = generate_tokens(model, prompts, max_new_tokens=24, temperature=0.0, use_cache=False)
     assert cached == uncached
-    assert [len(c) for c in cached] == [24, 28, 26]  # shorter prompts fill up to the longest + 24
+    assert [len(c) for c in cached] == [24, 24, 24]  # every row stops at its own prompt + 24
     # The first new token of the single prompt is the plain forward pass's argmax.
     with torch.no_grad():
         first = model(torch.tensor([prompts[0]]))[0, -1].argmax().item()
     assert cached[0][0] == first
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-gqa"])
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "uncached"])
+def test_batched_prompts_of_different_lengths_decode_as_if_alone(name: str, use_cache: bool) -> None:
+    model = build_model(NAMED_CONFIGS[name], seed=5).eval()
+    prompts = [[1], [1, 30, 31, 32, 33, 34]]
+    batched = generate_tokens(model, prompts, max_new_tokens=3, temperature=0.0, use_cache=use_cache)
+    assert [len(c) for c in batched] == [3, 3]  # was 8 and 3: the short row ran to the long one's end
+    alone = [generate_tokens(model, [p], max_new_tokens=3, temperature=0.0, use_cache=use_cache)[0] for p in prompts]
+    assert batched == alone
+    longer = generate_tokens(model, prompts, max_new_tokens=10, temperature=0.0, use_cache=use_cache)
+    assert [c[:3] for c in longer] == batched
+
+
+def test_each_row_stops_at_its_own_eos_or_the_sequence_end() -> None:
+    model = build_model(NAMED_CONFIGS["tiny"].replace(max_seq_len=12), seed=11).eval()
+    prompts = [[1, 40, 41], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    free = generate_tokens(model, prompts, max_new_tokens=6, temperature=0.0)
+    assert [len(c) for c in free] == [6, 3]  # the long row meets max_seq_len 12 after 3 tokens
+    eos = free[0][2]
+    stopped = generate_tokens(model, prompts, max_new_tokens=6, temperature=0.0, eos_id=eos)
+    expected = [c[: c.index(eos)] if eos in c else c for c in free]
+    assert stopped == expected and len(stopped[0]) <= 2
+
+
+def test_max_new_tokens_below_one_is_a_config_error() -> None:
+    model = build_model(NAMED_CONFIGS["tiny"], seed=11).eval()
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        generate_tokens(model, [[1, 2]], max_new_tokens=0)
 
 
 def test_generation_stops_at_eos() -> None:

@@ -6,10 +6,21 @@ import json
 
 import pytest
 import torch
+from memory_probe import bytes_left_allocated
 
+from filters.options import ConfigError
 from model.config import NAMED_CONFIGS, PAPER_CONFIGS, ModelArgs, load_model_args
 from model.hf_format import load_hf, save_hf
-from model.llama import Transformer, apply_rope, build_model, rope_frequencies
+from model.llama import (
+    Attention,
+    Transformer,
+    apply_activation_checkpointing,
+    apply_rope,
+    build_model,
+    compile_blocks,
+    rope_frequencies,
+)
+from model.loss import next_token_loss
 from model.meta_format import load_checkpoint, merge_shards, save_checkpoint
 
 META_LAYER_KEYS = {
@@ -161,13 +172,95 @@ def test_forward_rejects_positions_beyond_max_seq_len() -> None:
         model(torch.zeros((1, 9), dtype=torch.long))
 
 
-def test_activation_checkpointing_gives_the_same_gradients() -> None:
-    args = NAMED_CONFIGS["tiny"]
-    tokens = torch.randint(0, args.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
-    grads = []
-    for checkpointing in (False, True):
-        model = build_model(args, seed=4)
-        model.activation_checkpointing = checkpointing
-        model(tokens).float().logsumexp(-1).mean().backward()
-        grads.append(model.layers[0].attention.wq.weight.grad)
-    torch.testing.assert_close(grads[0], grads[1])
+def loss_and_gradients(model: Transformer, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    loss = next_token_loss(model, batch)
+    loss.backward()
+    return loss.detach(), {name: param.grad for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize("policy", ["full", "every:2", "ops"])
+def test_activation_checkpointing_policies_give_the_same_loss_and_gradients(policy: str) -> None:
+    args = NAMED_CONFIGS["tiny-gqa"].replace(n_layers=3)
+    batch = torch.randint(0, args.vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
+    plain = build_model(args, seed=4)
+    checkpointed = build_model(args, seed=4)
+    apply_activation_checkpointing(checkpointed, policy)
+    expected_loss, expected = loss_and_gradients(plain, batch)
+    loss, grads = loss_and_gradients(checkpointed, batch)
+    assert torch.equal(loss, expected_loss)
+    for name, grad in expected.items():
+        torch.testing.assert_close(grads[name], grad, rtol=0, atol=0, msg=name)
+
+
+def test_activation_checkpointing_policies_keep_less_for_backward() -> None:
+    args = NAMED_CONFIGS["tiny"].replace(n_layers=4)
+    batch = torch.randint(0, args.vocab_size, (2, 65), generator=torch.Generator().manual_seed(0))
+    model = build_model(args, seed=4)
+    kept = {}
+    for policy in ("none", "ops", "every:2", "full"):
+        apply_activation_checkpointing(model, policy)
+        kept[policy], _ = bytes_left_allocated(lambda: next_token_loss(model, batch))
+    assert kept["none"] > kept["ops"] > kept["full"]
+    assert kept["none"] > kept["every:2"] > kept["full"]
+    assert [layer.recompute is not None for layer in model.layers] == [True] * 4
+    apply_activation_checkpointing(model, "every:3")
+    assert [layer.recompute is not None for layer in model.layers] == [True, False, False, True]
+    model.eval()  # and nothing is recomputed outside training
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch), build_model(args, seed=4).eval()(batch))
+
+
+@pytest.mark.parametrize("policy", ["", "every", "every:0", "every:x", "selective", "full:2"])
+def test_unknown_activation_checkpointing_policy_is_a_config_error(policy: str) -> None:
+    with pytest.raises(ConfigError, match="activation checkpointing"):
+        apply_activation_checkpointing(build_model(NAMED_CONFIGS["tiny"], seed=0), policy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["ops", "every:2"])
+def test_compiled_blocks_trace_whole_and_train_the_same(policy: str) -> None:
+    # aot_eager: dynamo and AOTAutograd as with Inductor, without generating C++ (seconds, not minutes).
+    from torch._dynamo.utils import counters
+
+    args = NAMED_CONFIGS["tiny-gqa"]
+    batch = torch.randint(0, args.vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
+    expected_loss, expected = loss_and_gradients(build_model(args, seed=4), batch)
+    torch._dynamo.reset()
+    counters.clear()
+    model = build_model(args, seed=4)
+    apply_activation_checkpointing(model, policy)
+    compile_blocks(model, backend="aot_eager")  # fullgraph: a graph break would raise
+    loss, grads = loss_and_gradients(model, batch)
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    torch.testing.assert_close(loss, expected_loss)
+    for name, grad in expected.items():
+        torch.testing.assert_close(grads[name], grad, msg=name)
+    assert set(model.state_dict()) == set(build_model(args, seed=4).state_dict())
+
+
+def repeated_kv_attention(attention: Attention, x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
+    """The former computation: key/value heads copied per query head with repeat_interleave."""
+    batch, seq_len, _ = x.shape
+    q = attention.wq(x).view(batch, seq_len, attention.n_heads, attention.head_dim)
+    k = attention.wk(x).view(batch, seq_len, attention.n_kv_heads, attention.head_dim)
+    v = attention.wv(x).view(batch, seq_len, attention.n_kv_heads, attention.head_dim)
+    q, k = apply_rope(q, freqs_cis), apply_rope(k, freqs_cis)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    repeats = attention.n_heads // attention.n_kv_heads
+    k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return attention.wo(out.transpose(1, 2).reshape(batch, seq_len, -1))
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_grouped_query_attention_reads_kv_heads_in_place_and_matches_the_repeated_copy(kv_heads: int) -> None:
+    args = NAMED_CONFIGS["tiny-gqa"].replace(n_kv_heads=kv_heads)
+    attention = build_model(args, seed=6).layers[0].attention
+    x = torch.randn(2, 20, args.dim, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    table = rope_frequencies(args.head_dim, 20, args.rope_theta)
+    ours = attention(x, table)
+    reference = repeated_kv_attention(attention, x, table)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    (grad,) = torch.autograd.grad(ours.square().sum(), x)
+    (reference_grad,) = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-5, atol=1e-5)

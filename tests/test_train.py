@@ -86,6 +86,9 @@ def test_short_cpu_run_learns_real_text(dataset, tmp_path) -> None:
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "lr", "grad_norm", "tokens_per_s"} <= set(records[0])
     assert any("val_perplexity" in r for r in records)
+    validations = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in validations] == [20, 40]
+    assert all({"val_loss/books", "val_loss/manuals"} <= set(r) for r in validations)  # per source, and the total
     assert result.checkpoint == tmp_path / "checkpoints" / "step-0000040"
     args, _ = load_checkpoint(result.checkpoint)
     assert args.vocab_size == 259  # taken from the token manifest
@@ -163,6 +166,7 @@ def test_fsdp_two_processes_match_one_process(dataset, tmp_path) -> None:
         "--log-every", "1",
         "--seed", "5",
         "--device", "cpu",
+        "--checkpoint-format", "full",  # the gather onto rank 0 (tests/test_train_distributed.py: sharded)
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
@@ -217,3 +221,19 @@ def test_commands_report_bad_input_in_one_line(dataset, tmp_path, capsys) -> Non
     (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     assert main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "out")]) == 2
     assert "not llama" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["pipelines.cli", "model.cli"])
+def test_the_training_entries_start_without_beam(entry):
+    """`llamaprep train` and `torchrun -m model.cli train` build their parser and import the training code
+    without Apache Beam (it took 4 s on every rank)."""
+    code = (
+        f"import sys\nfrom {entry} import build_parser\n"
+        "args = build_parser().parse_args(['train', '--data', 'tokens'])\n"
+        "import model.train\n"
+        "assert args.func.__name__ == 'run_train' and 'torch' in sys.modules\n"
+        "assert 'apache_beam' not in sys.modules, sorted(m for m in sys.modules if m.startswith('apache_beam'))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]

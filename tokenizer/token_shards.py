@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,34 +68,50 @@ def token_table(
 
 @dataclass
 class TokenShard:
-    """A memory-mapped token shard: `tokens` is one flat zero-copy array, `offsets[i]:offsets[i+1]`
-    the i-th document's span."""
+    """A memory-mapped token shard: `tokens` is one flat zero-copy array, `offsets[i]:offsets[i+1]` the
+    i-th document's span. The string columns stay in the mapped file: a trainer needs only the offsets and
+    `source_codes()`, and `ids`, `sources`, `languages` become Python lists (~80 bytes a value) only when asked."""
 
     path: str
-    ids: list[str]
-    sources: list[str]
-    languages: list[str | None]
-    tokens: np.ndarray
-    offsets: np.ndarray
+    table: pa.Table = field(repr=False)
+    tokens: np.ndarray = field(repr=False)
+    offsets: np.ndarray = field(repr=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> TokenShard:
+        """Map the file; a single record batch (what `llamaprep tokenize` writes) is read without a copy."""
         table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-        column = table.column("tokens").combine_chunks()
-        tokens = column.values.to_numpy(zero_copy_only=True)
-        offsets = column.offsets.to_numpy(zero_copy_only=True)
-        offsets = offsets - offsets[0] if len(offsets) and offsets[0] else offsets
+        chunks = table.column("tokens").chunks
+        column = chunks[0] if len(chunks) == 1 else table.column("tokens").combine_chunks()
         return cls(
             path=str(path),
-            ids=table.column("id").to_pylist(),
-            sources=table.column("source").to_pylist(),
-            languages=table.column("language").to_pylist(),
-            tokens=tokens,
-            offsets=offsets,
+            table=table,
+            tokens=column.values.to_numpy(zero_copy_only=True),  # offsets index the unsliced values
+            offsets=column.offsets.to_numpy(zero_copy_only=True),
         )
 
+    @cached_property
+    def ids(self) -> list[str]:
+        return self.table.column("id").to_pylist()
+
+    @cached_property
+    def sources(self) -> list[str]:
+        return self.table.column("source").to_pylist()
+
+    @cached_property
+    def languages(self) -> list[str | None]:
+        return self.table.column("language").to_pylist()
+
+    def source_codes(self) -> tuple[list[str], np.ndarray]:
+        """(source names, each document's index into them as int32): the column dictionary-encoded, so no
+        per-document Python string is made."""
+        encoded = self.table.column("source").dictionary_encode()
+        names = encoded.chunks[0].dictionary.to_pylist() if encoded.num_chunks else []
+        codes = [chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+        return names, np.concatenate(codes).astype(np.int32, copy=False) if codes else np.zeros(0, np.int32)
+
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.offsets) - 1
 
     def document(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
