@@ -69,15 +69,15 @@ def run_ours(path: str) -> int:
 
 
 def run_baseline(path: str) -> int:
-    from filters.stackexchange import Answer, by_score, format_thread, html_to_text
+    from filters.stackexchange import format_thread, html_to_text
 
     rows = [dict(row.attrib) for row in ET.parse(path).getroot()]
-    answers: dict[str, list[Answer]] = defaultdict(list)
+    answers: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # (-score, id, text): sorts by score
     for row in rows:
         if row.get("PostTypeId") == "2":
-            answers[row["ParentId"]].append(Answer(int(row["Id"]), int(row["Score"]), html_to_text(row["Body"])))
+            answers[row["ParentId"]].append((-int(row["Score"]), int(row["Id"]), html_to_text(row["Body"])))
     texts = [
-        format_thread(row["Title"], html_to_text(row["Body"]), [a.text for a in by_score(answers[row["Id"]])])
+        format_thread(row["Title"], html_to_text(row["Body"]), [text for *_, text in sorted(answers[row["Id"]])])
         for row in rows
         if row.get("PostTypeId") == "1"
     ]

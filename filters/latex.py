@@ -11,7 +11,7 @@ these rules follow it where it is right and differ where its regexes misfire, ea
 - **Front matter**: everything before the first sectioning command (`\\part` ... `\\subparagraph`, as
   RedPajama) found after `\\begin{document}` and after comments are gone, so a commented-out or preamble
   `\\section` does not count. RedPajama's greedy `^(.*)(\\section...)` kept from the *last* header instead of the
-  first. A paper with no section at all is dropped (`arxiv.no_section`, as RedPajama's empty output was) unless
+  first. A paper with no section at all is dropped (`arxiv_clean.no_section`, as RedPajama's empty output was) unless
   `keep_sectionless`, which keeps its body from `\\begin{document}`.
 - **Bibliography**: cut at the first `thebibliography`/`references` environment, `\\bibliography{}`,
   `\\bibliographystyle{}` or `\\printbibliography`, with what follows, and at `\\appendix` (RedPajama's rule).
@@ -324,7 +324,8 @@ class ArxivCleanConfig:
         False, "keep appendices (remove only the bibliography); default: cut at \\appendix as RedPajama"
     )
     keep_sectionless: bool = option(
-        False, "keep a paper without any \\section from \\begin{document} instead of dropping it (arxiv.no_section)"
+        False,
+        "keep a paper without any \\section from \\begin{document} instead of dropping it (arxiv_clean.no_section)",
     )
     expand_macros: bool = option(True, "inline-expand argument-free user macros (\\newcommand, \\def), as the paper")
     max_macro_chars: int = option(2000, "longest macro body expanded (also after expanding macros inside it)")
@@ -376,8 +377,8 @@ def clean_latex(text: str, config: ArxivCleanConfig) -> LatexCleanResult:
 
 
 class ArxivCleaner(Stage):
-    """Clean one arXiv paper's LaTeX as LLaMA did (reasons `arxiv.no_section`, `arxiv.empty`); the number of
-    macro uses expanded and the definitions skipped go to `metadata["arxiv_clean"]`."""
+    """Clean one arXiv paper's LaTeX as LLaMA did (reasons `arxiv_clean.no_section`, `arxiv_clean.empty`); the
+    number of macro uses expanded and the definitions skipped go to `metadata["arxiv_clean"]`."""
 
     name: ClassVar[str] = "arxiv_clean"
     Config: ClassVar[type] = ArxivCleanConfig
@@ -385,6 +386,6 @@ class ArxivCleaner(Stage):
     def process(self, doc: Document) -> Document | Rejection:
         result = clean_latex(doc.text, self.config)
         if result.reason is not None:
-            return Rejection(doc, f"arxiv.{result.reason}")
+            return Rejection(doc, f"{self.name}.{result.reason}")
         notes = {"macros_expanded": result.macros_expanded, "definitions_skipped": result.definitions_skipped}
         return replace(doc, text=result.text, metadata={**doc.metadata, "arxiv_clean": notes})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from resiliparse.extract.html2text import extract_plain_text
 
@@ -68,21 +67,6 @@ def html_to_text(html: str) -> str:
 def parse_tags(value: str | None) -> list[str]:
     """A question's tags: `<python><regex>` in dumps up to 2023, `|python|regex|` since 2024."""
     return _TAG.findall(value or "")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the document needs of an answer: its id and score (for the order) and its text."""
-
-    id: int
-    score: int
-    text: str
-
-
-def by_score(answers: Iterable[Answer]) -> list[Answer]:
-    """Highest score first, as the paper says; equal scores by id, i.e. the earlier answer first (ids grow
-    with time). RedPajama compared scores as strings ("9" above "10"); we compare numbers."""
-    return sorted(answers, key=lambda answer: (-answer.score, answer.id))
 
 
 def format_thread(title: str, question: str, answers: Iterable[str]) -> str:

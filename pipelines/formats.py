@@ -16,6 +16,7 @@ import io
 import json
 import posixpath
 import re
+import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,15 +83,22 @@ class Oversized:
 
 Record = Document | Skip | Repaired | Oversized
 
-_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")  # what `decompressed` undoes
+POSTS_NAME = re.compile(r"posts(\.[\w-]+)?\.xml$", re.IGNORECASE)  # Posts.xml, Posts.head.xml, so-Posts.xml
+
+
+def strip_compression(name: str) -> str:
+    """`name` without its compression suffix (any case): the name of what `parse_stream` hands a parser."""
+    lower = name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def detect_format(path: str) -> str:
     """The format implied by a file name (compression suffix ignored)."""
-    name = posixpath.basename(path).lower()
-    for suffix in _COMPRESSED_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+    name = strip_compression(posixpath.basename(path).lower())
     if name.endswith((".wet", ".warc.wet")):
         return "wet"
     if name.endswith((".warc", ".arc")):
@@ -103,7 +111,7 @@ def detect_format(path: str) -> str:
         return "text"
     if name.endswith(".xml") and "wiki" in name:
         return "mediawiki"
-    if name.endswith(".7z") or re.search(r"posts(\.[\w-]+)?\.xml$", name):
+    if name.endswith(".7z") or POSTS_NAME.search(name):
         return "stackexchange"
     if name.endswith(".tex"):
         return "arxiv"
@@ -163,6 +171,41 @@ def decompressed(raw: IO[bytes], path: str) -> IO[bytes]:
     if name.endswith((".zst", ".zstd")):
         return io.BufferedReader(ZstdFrames(raw))
     return raw
+
+
+class Prefixed(io.RawIOBase):
+    """A stream with bytes already read (to sniff what it holds) put back in front."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
+        self._prefix, self._rest = prefix, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        data = self._prefix[: len(target)] if self._prefix else self._rest.read(len(target))
+        self._prefix = self._prefix[len(data) :]
+        target[: len(data)] = data
+        return len(data)
+
+
+def read_capped(stream: IO[bytes], limit: int) -> tuple[bytes, int]:
+    """Up to `limit + 1` bytes, and the stream's whole length (the rest is read through, not kept)."""
+    data = stream.read(limit + 1)
+    return data, len(data) + (length_of_rest(stream) if len(data) > limit else 0)
+
+
+def length_of_rest(stream: IO[bytes]) -> int:
+    """How many bytes the stream still holds (read through, not kept): an oversized document's size."""
+    return sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
+
+
+def trailing_data(archive: tarfile.TarFile) -> int:
+    """The bytes other than NUL left once a streamed tar's members ran out. tarfile's stream mode ends an
+    archive silently at a damaged header past the first one, so the members after it would vanish uncounted;
+    reading to the end also makes a gzip stream check its CRC (corrupt data then raises)."""
+    rest = archive.fileobj
+    return sum(len(chunk) - chunk.count(0) for chunk in iter(lambda: rest.read(1 << 20), b""))
 
 
 READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, zstandard.ZstdError)
@@ -233,7 +276,8 @@ def file_stem(path: str) -> str:
     return _FORMAT_SUFFIXES.sub("", name)
 
 
-def _sized(doc: Document, config: ReaderConfig, size: int) -> Record:
+def sized(doc: Document, config: ReaderConfig, size: int) -> Document | Oversized:
+    """The document, or `Oversized` when its `size` in bytes is over `max_document_bytes`."""
     if size > config.max_document_bytes:
         return Oversized(doc, size)
     return doc
@@ -261,12 +305,14 @@ def parse_dict_record(record: dict[str, Any], config: ReaderConfig, default_id: 
         date=date,
         metadata=metadata,
     )
-    return _sized(doc, config, len(text.encode("utf-8", errors="surrogatepass")))
+    return sized(doc, config, len(text.encode("utf-8", errors="surrogatepass")))
 
 
-def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
-    stem = file_stem(path)
-    line_no = 0
+Row = tuple[int, dict[str, Any]]  # a JSON line's or Parquet row's number (from 1) and its fields
+
+
+def json_lines(stream: IO[bytes], path: str) -> Iterator[Row | Skip | Repaired]:
+    """The objects of a JSON-lines file with their line numbers; a line that is not an object is a Skip."""
     reader = io.BufferedReader(stream) if not isinstance(stream, io.BufferedIOBase) else stream
     for line_no, raw_line in enumerate(reader, start=1):
         if not raw_line.strip():
@@ -282,39 +328,62 @@ def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -
         if not isinstance(record, dict):
             yield Skip("invalid_json", f"{path}:{line_no}: not an object")
             continue
-        yield parse_dict_record(record, config, f"{name}:{line_no}", stem)
+        yield line_no, record
 
 
-def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
+def parquet_rows(stream: IO[bytes], path: str) -> Iterator[Row | Skip]:
+    """The rows of a Parquet file with their numbers, or one `corrupt_file` Skip when it does not open."""
     import pyarrow.parquet as pq
 
-    stem = file_stem(path)
-    data = stream.read()
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(stream.read()))
     except Exception as error:  # pyarrow raises ArrowInvalid and friends on corrupt files
         yield Skip("corrupt_file", f"{path}: {error}")
         return
-    row_no = 0
-    for batch in parquet.iter_batches():
-        for row in batch.to_pylist():
-            row_no += 1
-            yield parse_dict_record(row, config, f"{name}:{row_no}", stem)
+    rows = (row for batch in parquet.iter_batches() for row in batch.to_pylist())
+    yield from enumerate(rows, start=1)
+
+
+def parse_jsonl(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
+    stem = file_stem(path)
+    for item in json_lines(stream, path):
+        yield parse_dict_record(item[1], config, f"{name}:{item[0]}", stem) if isinstance(item, tuple) else item
+
+
+def parse_parquet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
+    stem = file_stem(path)
+    for item in parquet_rows(stream, path):
+        yield parse_dict_record(item[1], config, f"{name}:{item[0]}", stem) if isinstance(item, tuple) else item
+
+
+def whole_text(
+    stream: IO[bytes], path: str, config: ReaderConfig, document: Callable[[str], Document], binary: str = ""
+) -> Iterator[Record]:
+    """A whole file as one document, `document(text)`, read up to `max_document_bytes` (past it `Oversized`,
+    the rest read through to measure it). With `binary` (why a NUL byte means no text), a file holding a NUL
+    byte is a `binary_file` Skip."""
+    data = stream.read(config.max_document_bytes + 1)
+    if binary and b"\0" in data:
+        yield Skip("binary_file", f"{path}: {binary}")
+        return
+    text, repaired = decode_utf8(data)
+    if repaired:
+        yield Repaired("invalid_utf8", path)
+    doc = document(text)
+    if len(data) > config.max_document_bytes:
+        yield Oversized(doc, len(data) + length_of_rest(stream))
+        return
+    yield doc
 
 
 def parse_text(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """A plain-text file is one document (books, manuals)."""
-    data = stream.read(config.max_document_bytes + 1)
-    text, repaired = decode_utf8(data)
-    if repaired:
-        yield Repaired("invalid_utf8", path)
-    stem = file_stem(path)
-    doc = Document(id=name, text=text, source=config.source or stem, metadata={"path": path})
-    if len(data) > config.max_document_bytes:
-        rest = len(data) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
-        yield Oversized(doc, rest)
-        return
-    yield doc
+    source = config.source or file_stem(path)
+
+    def document(text: str) -> Document:
+        return Document(id=name, text=text, source=source, metadata={"path": path})
+
+    yield from whole_text(stream, path, config, document)
 
 
 def _warc_records(stream: IO[bytes], record_types: Any, parse_http: bool) -> Iterator[Any]:
@@ -365,7 +434,7 @@ def parse_wet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> 
         if repaired:
             yield Repaired("invalid_utf8", _record_id(record))
         metadata = {"warc_refers_to": _warc_header(record, "WARC-Refers-To"), "warc_file": posixpath.basename(path)}
-        yield _sized(_warc_document(record, text, source, metadata), config, len(body))
+        yield sized(_warc_document(record, text, source, metadata), config, len(body))
 
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -397,7 +466,7 @@ def parse_warc(stream: IO[bytes], path: str, config: ReaderConfig, name: str) ->
         html = bytes_to_str(body, detect_encoding(body))
         text = extract_plain_text(html, main_content=config.html_main_content, alt_texts=False, list_bullets=False)
         metadata = {"warc_file": posixpath.basename(path), "html_bytes": len(body)}
-        yield _sized(_warc_document(record, text, source, metadata), config, len(text.encode("utf-8")))
+        yield sized(_warc_document(record, text, source, metadata), config, len(text.encode("utf-8")))
 
 
 def dechunk(body: bytes) -> bytes:
@@ -463,7 +532,7 @@ def parse_stream(raw: IO[bytes], path: str, config: ReaderConfig, name: str | No
     are kept). `name` prefixes default ids (`name:line`; default: the file's stem). Documents come out
     with valid text only: lone surrogates (which JSON escapes can carry) become U+FFFD, counted."""
     fmt = config.format or detect_format(path)
-    compressed = path.lower().endswith(_COMPRESSED_SUFFIXES)
+    compressed = path.lower().endswith(COMPRESSED_SUFFIXES)
     if compressed and hasattr(raw, "peek") and not raw.peek(1):
         yield Skip("corrupt_compression", f"{path}: an empty file (a compressed file holds at least a header)")
         return

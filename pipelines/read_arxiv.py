@@ -27,8 +27,7 @@ from typing import IO
 
 from filters.document import Document
 from filters.latex import inline_inputs
-from pipelines.formats import Oversized, ReaderConfig, Record, Repaired, Skip
-from pipelines.read_code import Prefixed, trailing_data
+from pipelines.formats import COMPRESSED_SUFFIXES, Prefixed, ReaderConfig, Record, Repaired, Skip, sized, trailing_data
 
 TAR_MAGIC_OFFSET = 257
 GZIP_MAGIC = b"\x1f\x8b"
@@ -188,7 +187,7 @@ def parse_arxiv(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -
         if choose_main({main: main_text}) is None:
             yield Skip("no_main_tex", f"{path}: no \\begin{{document}} (an \\input fragment, a .bib, ...)")
             return
-        plain = not path.lower().endswith((".gz", ".bz2", ".zst", ".zstd"))
+        plain = not path.lower().endswith(COMPRESSED_SUFFIXES)
         load = _folder_loader(path, repairs, config.max_document_bytes) if plain else _archive_loader({}, "")
     text, included, problems, missing = inline_inputs(main_text, load, main, max_chars=config.max_document_bytes)
     yield from repairs
@@ -208,8 +207,4 @@ def parse_arxiv(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -
         url=f"https://arxiv.org/abs/{identifier}" if identifier else None,
         metadata=metadata,
     )
-    size = len(text.encode("utf-8"))
-    if size > config.max_document_bytes:
-        yield Oversized(doc, size)
-        return
-    yield doc
+    yield sized(doc, config, len(text.encode("utf-8")))

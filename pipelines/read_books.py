@@ -25,11 +25,22 @@ from xml.etree import ElementTree
 
 from filters.books import header_fields
 from filters.document import Document
-from pipelines.formats import Oversized, ReaderConfig, Record, Repaired, Skip, decode_utf8
+from pipelines.formats import (
+    Oversized,
+    ReaderConfig,
+    Record,
+    Repaired,
+    Skip,
+    decode_utf8,
+    sized,
+    strip_compression,
+    whole_text,
+)
 
 SOURCE = "books"
 _CONTAINER = "META-INF/container.xml"
 _XHTML_TYPES = ("application/xhtml+xml", "text/html")
+_NOT_TEXT = "a NUL byte (an image, an archive, a PDF: not a text book)"
 _MARKUP_FACTOR = 8  # XHTML bytes per text byte beyond which a book is too large before it is even parsed
 # What zipfile and ElementTree raise on a broken archive: bad or truncated zip, corrupt deflate data, an
 # encrypted entry (RuntimeError) or an unsupported compression method, a missing entry (KeyError), bad XML.
@@ -45,29 +56,21 @@ class DamagedEpub(ValueError):
 
 def parse_book(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
     """One book: EPUB when the file name says `.epub` (compression suffixes ignored), plain text else."""
-    bare = path.lower()
-    for suffix in (".gz", ".zst", ".zstd", ".bz2"):
-        bare = bare.removesuffix(suffix)
-    if bare.endswith(".epub"):
+    if strip_compression(path).lower().endswith(".epub"):
         yield from parse_epub(stream, path, config, name)
     else:
         yield from parse_text_book(stream, path, config, name)
 
 
 def parse_text_book(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
-    """A plain-text book; PG header fields (title, author, language) go to the metadata."""
-    data = stream.read(config.max_document_bytes + 1)
-    if b"\0" in data:
-        yield Skip("binary_file", f"{path}: a NUL byte (an image, an archive, a PDF: not a text book)")
-        return
-    text, repaired = decode_utf8(data)
-    if repaired:
-        yield Repaired("invalid_utf8", path)
-    doc = Document(id=name, text=text, source=config.source or SOURCE, metadata={"path": path, **header_fields(text)})
-    if len(data) > config.max_document_bytes:
-        yield Oversized(doc, len(data) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b"")))
-        return
-    yield doc
+    """A plain-text book, read as the `text` format reads a file; PG header fields (title, author, language)
+    go to the metadata."""
+
+    def document(text: str) -> Document:
+        metadata = {"path": path, **header_fields(text)}
+        return Document(id=name, text=text, source=config.source or SOURCE, metadata=metadata)
+
+    yield from whole_text(stream, path, config, document, binary=_NOT_TEXT)
 
 
 def parse_epub(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
@@ -96,8 +99,7 @@ def parse_epub(stream: IO[bytes], path: str, config: ReaderConfig, name: str) ->
         yield Skip("corrupt_epub", f"{path}: no text in the spine")
         return
     doc = Document(id=name, text=text, source=config.source or SOURCE, metadata=metadata)
-    size = len(text.encode("utf-8"))
-    yield Oversized(doc, size) if size > config.max_document_bytes else doc
+    yield sized(doc, config, len(text.encode("utf-8")))
 
 
 def _local(tag: str) -> str:

@@ -49,13 +49,27 @@ from filters.code import (
     is_license_file,
 )
 from filters.document import Document
-from pipelines.formats import READ_ERRORS, Oversized, ReaderConfig, Record, Repaired, Skip, decode_utf8
+from pipelines.formats import (
+    COMPRESSED_SUFFIXES,
+    READ_ERRORS,
+    Prefixed,
+    ReaderConfig,
+    Record,
+    Repaired,
+    Row,
+    Skip,
+    json_lines,
+    parquet_rows,
+    read_capped,
+    sized,
+    strip_compression,
+    trailing_data,
+)
 
 SOURCE = "github"
 SNIFF_BYTES = 1 << 20  # how much of a `.json` file's first line tells an export from a JSON source file
 SPOOL_MEMORY_BYTES = 64 << 20  # pending tar members kept in memory up to this, then spilled to disk
 _EXPORT_KEYS = (re.compile(rb'"repo_name"\s*:'), re.compile(rb'"path"\s*:'))
-_COMPRESSION = (".gz", ".zst", ".zstd", ".bz2")
 _TAR_SUFFIXES = (".tar", ".tgz", ".tbz2", ".txz")
 
 
@@ -65,48 +79,33 @@ def parse_code(stream: IO[bytes], path: str, config: ReaderConfig, name: str) ->
     if kind == "tar":
         yield from parse_tar(stream, path, config, name)
     elif kind == "parquet":
-        yield from parse_export_parquet(stream, path, config, name)
+        yield from parse_export(parquet_rows(stream, path), path, config, name)
     elif kind == "jsonl":
-        yield from parse_export_jsonl(stream, path, config, name)
+        yield from parse_export(json_lines(stream, path), path, config, name)
     elif kind == "json":
         first = stream.readline(SNIFF_BYTES)
         if _is_export_row(first):
-            yield from parse_export_jsonl(io.BufferedReader(Prefixed(first, stream)), path, config, name)
+            yield from parse_export(json_lines(io.BufferedReader(Prefixed(first, stream)), path), path, config, name)
         else:
             yield from parse_tree_file(io.BufferedReader(Prefixed(first, stream)), path, config)
-    elif path.lower().endswith(_COMPRESSION):
+    elif path.lower().endswith(COMPRESSED_SUFFIXES):
         yield Skip("binary_file", f"{path}: a compressed file in a repository tree")
     else:
         yield from parse_tree_file(stream, path, config)
 
 
 def _input_kind(path: str) -> str:
-    """What a path names, from its suffix once the compression suffix that parse_stream undid is gone."""
+    """What a path names, from its suffix once the compression suffixes are gone (parse_stream undid the
+    last; tarfile undoes one more itself)."""
     lower = path.lower()
-    while lower.endswith(_COMPRESSION):
-        lower = lower.rsplit(".", 1)[0]
+    while (bare := strip_compression(lower)) != lower:
+        lower = bare
     if lower.endswith(_TAR_SUFFIXES):
         return "tar"
     for kind, suffixes in (("parquet", (".parquet",)), ("jsonl", (".jsonl", ".ndjson")), ("json", (".json",))):
         if lower.endswith(suffixes):
             return kind
     return "file"
-
-
-class Prefixed(io.RawIOBase):
-    """A stream with bytes already read (to sniff what it holds) put back in front."""
-
-    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
-        self._prefix, self._rest = prefix, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        data = self._prefix[: len(target)] if self._prefix else self._rest.read(len(target))
-        self._prefix = self._prefix[len(data) :]
-        target[: len(data)] = data
-        return len(data)
 
 
 def _is_export_row(line: bytes) -> bool:
@@ -170,17 +169,7 @@ def file_records(data: bytes, size: int, doc_id: str, file: FileRef, config: Rea
             yield Skip("binary_file", f"{where}: not UTF-8 ({error.reason} at byte {error.start})")
             return
         text = data.decode("utf-8", errors="ignore")  # a character cut by the size limit
-    doc = code_document(doc_id, text, file, config, {})
-    yield Oversized(doc, size) if size > config.max_document_bytes else doc
-
-
-def _read_capped(stream: IO[bytes], limit: int) -> tuple[bytes, int]:
-    """Up to `limit + 1` bytes, and the stream's whole length (the rest is read through, not kept)."""
-    data = stream.read(limit + 1)
-    size = len(data)
-    if size > limit:
-        size += sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
-    return data, size
+    yield sized(code_document(doc_id, text, file, config, {}), config, size)
 
 
 # -------------------------------------------------------------------------------------------- exports
@@ -211,8 +200,7 @@ def export_records(row: dict[str, Any], config: ReaderConfig, name: str, where: 
         yield Skip("empty_file", f"{where}: {repo}/{path}")
         return
     doc = code_document(f"{name}/{repo}/{path}", content, file, config, extra)
-    size = len(content.encode("utf-8", errors="surrogatepass"))
-    yield Oversized(doc, size) if size > config.max_document_bytes else doc
+    yield sized(doc, config, len(content.encode("utf-8", errors="surrogatepass")))
 
 
 def _branch(ref: Any) -> str | None:
@@ -222,38 +210,13 @@ def _branch(ref: Any) -> str | None:
     return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
 
 
-def parse_export_jsonl(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
-    reader = stream if isinstance(stream, io.BufferedIOBase) else io.BufferedReader(stream)  # type: ignore[arg-type]
-    for line_no, raw_line in enumerate(reader, start=1):
-        if not raw_line.strip():
-            continue
-        line, repaired = decode_utf8(raw_line)
-        if repaired:
-            yield Repaired("invalid_utf8", f"{path}:{line_no}")
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            yield Skip("invalid_json", f"{path}:{line_no}: {error}")
-            continue
-        if not isinstance(row, dict):
-            yield Skip("invalid_json", f"{path}:{line_no}: not an object")
-            continue
-        yield from export_records(row, config, name, f"{path}:{line_no}")
-
-
-def parse_export_parquet(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(io.BytesIO(stream.read()))
-    except Exception as error:  # pyarrow raises ArrowInvalid and friends on corrupt files
-        yield Skip("corrupt_file", f"{path}: {error}")
-        return
-    row_no = 0
-    for batch in parquet.iter_batches():
-        for row in batch.to_pylist():
-            row_no += 1
-            yield from export_records(row, config, name, f"{path}:{row_no}")
+def parse_export(rows: Iterable[Row | Skip | Repaired], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
+    """The records of an export's rows (`formats.json_lines` or `formats.parquet_rows`)."""
+    for item in rows:
+        if isinstance(item, tuple):
+            yield from export_records(item[1], config, name, f"{path}:{item[0]}")
+        else:
+            yield item
 
 
 # -------------------------------------------------------------------------------------------- archives
@@ -366,7 +329,7 @@ def _tar_members(
             elif ".git" in member_path.split("/")[:-1]:
                 yield Skip("vcs_metadata", f"{path}: {member_path}")
             else:
-                data, size = _read_capped(archive.extractfile(member), config.max_document_bytes)  # type: ignore[arg-type]
+                data, size = read_capped(archive.extractfile(member), config.max_document_bytes)  # type: ignore[arg-type]
                 folder, base = posixpath.split(member_path)
                 if is_license_file(base) and folder in _candidate_roots(member_path):
                     yield from repos.add_license(folder, data.decode("utf-8", errors="replace"))
@@ -374,14 +337,6 @@ def _tar_members(
         if trailing_data(archive):
             raise tarfile.ReadError(f"a damaged header after {files} files ends the archive: the rest is unreadable")
     return files
-
-
-def trailing_data(archive: tarfile.TarFile) -> int:
-    """The bytes other than NUL left once a streamed tar's members ran out. tarfile's stream mode ends an
-    archive silently at a damaged header past the first one, so the members after it would vanish uncounted;
-    reading to the end also makes a gzip stream check its CRC (corrupt data then raises)."""
-    rest = archive.fileobj
-    return sum(len(chunk) - chunk.count(0) for chunk in iter(lambda: rest.read(1 << 20), b""))
 
 
 # ----------------------------------------------------------------------------------------------- trees
@@ -431,5 +386,5 @@ def parse_tree_file(stream: IO[bytes], path: str, config: ReaderConfig) -> Itera
     root, license_id = found if found else (folder, UNKNOWN_LICENSE)
     repo = "/".join(root.replace(os.sep, "/").rstrip("/").split("/")[-2:])
     relative = os.path.relpath(path, root).replace(os.sep, "/") if "://" not in path else posixpath.basename(path)
-    data, size = _read_capped(stream, config.max_document_bytes)
+    data, size = read_capped(stream, config.max_document_bytes)
     yield from file_records(data, size, f"{repo}/{relative}", FileRef(repo, relative, license_id), config)

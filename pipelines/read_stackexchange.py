@@ -35,10 +35,18 @@ from py7zr.io import Py7zIO, WriterFactory
 
 from filters.document import Document
 from filters.stackexchange import LLAMA_SITES, format_thread, html_to_text, parse_tags
-from pipelines.formats import READ_ERRORS, Oversized, ReaderConfig, Record, Skip, parse_date
+from pipelines.formats import (
+    COMPRESSED_SUFFIXES,
+    POSTS_NAME,
+    READ_ERRORS,
+    ReaderConfig,
+    Record,
+    Skip,
+    parse_date,
+    sized,
+    strip_compression,
+)
 
-POSTS_NAME = re.compile(r"posts(\.[\w-]+)?\.xml$", re.IGNORECASE)  # Posts.xml, Posts.head.xml, so-Posts.xml
-_COMPRESSION = re.compile(r"\.(gz|zst|zstd|bz2)$", re.IGNORECASE)
 _SLICE = 1 << 20  # bytes fed to the XML parser at a time: bounds the rows held before they reach sqlite
 _BATCH = 2000  # rows per sqlite insert
 QUESTION, ANSWER = "1", "2"  # PostTypeId; the others are tag wikis, moderator nominations, wiki placeholders
@@ -59,7 +67,7 @@ class SiteSelection:
 def site_of(path: str) -> str:
     """The site a dump file belongs to: `math.stackexchange.com.7z`, `stackoverflow.com-Posts.7z`,
     `coffee.stackexchange.com-Posts.xml`, or the folder of a bare `Posts.xml`."""
-    name = _COMPRESSION.sub("", posixpath.basename(path))
+    name = strip_compression(posixpath.basename(path))
     if name.lower().endswith(".7z"):
         name = name[:-3]
     elif POSTS_NAME.search(name):
@@ -72,7 +80,7 @@ def parse_stackexchange(stream: IO[bytes], path: str, config: ReaderConfig, name
     """The threads of one dump file, by question id, then a counted skip for what is not one.
 
     - A question without answers is kept (RedPajama v1 kept those too: `filter.py` keeps every post with a
-      title); answers are ordered by `filters.stackexchange.by_score`.
+      title); answers come highest score first, then oldest (see `PostStore.threads`).
     - Ids are `<site>/<question id>` (stable whatever the folder layout; `name` is not needed), the url is
       the question's page, the date its CreationDate.
     - Skips: `not_question_or_answer` (tag wikis and other post types), `orphan_answer` (its question is not in
@@ -85,8 +93,8 @@ def parse_stackexchange(stream: IO[bytes], path: str, config: ReaderConfig, name
     if not SiteSelection(config.sites).selects(site):
         yield Skip("site_not_selected", f"{path}: {site}")
         return
-    is_archive = _COMPRESSION.sub("", path).lower().endswith(".7z")
-    if not is_archive and not POSTS_NAME.search(_COMPRESSION.sub("", posixpath.basename(path))):
+    is_archive = strip_compression(path).lower().endswith(".7z")
+    if not is_archive and not POSTS_NAME.search(strip_compression(posixpath.basename(path))):
         yield Skip("not_posts_file", path)  # Comments.xml, Tags.xml, LICENSE... of an extracted site folder
         return
     with tempfile.TemporaryDirectory(prefix="llamaprep-stackexchange-") as directory:
@@ -104,7 +112,7 @@ def parse_stackexchange(stream: IO[bytes], path: str, config: ReaderConfig, name
 
 def _load_xml(stream: IO[bytes], path: str, store: PostStore) -> Skip | None:
     """Feed an extracted Posts.xml to the store; a read or XML error ends the file (what came before stays)."""
-    compressed = bool(_COMPRESSION.search(path))
+    compressed = path.lower().endswith(COMPRESSED_SUFFIXES)
     try:
         for chunk in iter(lambda: stream.read(_SLICE), b""):
             store.feed(chunk)
@@ -249,8 +257,9 @@ class PostStore:
             yield Skip("orphan_answer", f"answer {answer_id}: question {parent} is not in the file")
 
     def threads(self) -> Iterator[tuple[tuple[Any, ...], list[tuple[int, int, str]]]]:
-        """Each question row, by id, with its answers (id, score, text): highest score first, then oldest
-        (lowest id) first, as `filters.stackexchange.by_score`."""
+        """Each question row, by id, with its answers (id, score, text): highest score first, as the paper
+        says, then oldest (lowest id: ids grow with time) first. Scores are compared as numbers (RedPajama
+        compared strings: "9" above "10")."""
         rows = self._db.execute(
             """
             SELECT q.id, q.score, q.created, q.title, q.tags, q.accepted, q.text, a.id, a.score, a.text
@@ -323,8 +332,7 @@ def _documents(store: PostStore, site: str, config: ReaderConfig) -> Iterator[Re
                 "tags": parse_tags(tags),
             },
         )
-        size = len(text.encode("utf-8", errors="surrogatepass"))
-        yield Oversized(doc, size) if size > config.max_document_bytes else doc
+        yield sized(doc, config, len(text.encode("utf-8", errors="surrogatepass")))
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -33,7 +33,7 @@ from mwparserfromhell.parser import ParserError
 
 from filters.document import Document
 from filters.wikitext import DEFAULT_NAMESPACES, Namespaces, wiki_to_text
-from pipelines.formats import Oversized, ReaderConfig, Record, Skip, parse_date
+from pipelines.formats import ReaderConfig, Record, Skip, parse_date, sized
 
 ARTICLE_NAMESPACE = 0
 # LLaMA section 2.1: "Wikipedia dumps from the June-August 2022 period, covering 20 languages, which use
@@ -131,8 +131,7 @@ def _article(page: Page, site: Site, config: ReaderConfig, source: str, name: st
             "dump_language": site.language,
         },
     )
-    size = len(text.encode("utf-8"))
-    return Oversized(doc, size) if size > config.max_document_bytes else doc
+    return sized(doc, config, len(text.encode("utf-8")))
 
 
 # ---------------------------------------------------------------- the XML

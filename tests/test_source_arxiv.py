@@ -134,14 +134,14 @@ def test_cyclic_and_self_growing_macros_are_left_alone():
 def test_papers_without_a_section_are_dropped_or_kept_by_option():
     body = re.sub(r"\\(?:sub)*section|\\paragraph", r"\\textbf", EMCEE.read_text())
     rejected = ArxivCleaner().process(Document(id="e", text=body, source="arxiv"))
-    assert isinstance(rejected, Rejection) and rejected.reason == "arxiv.no_section"
+    assert isinstance(rejected, Rejection) and rejected.reason == "arxiv_clean.no_section"
     kept = cleaned(body, keep_sectionless=True)
     assert kept.startswith("\\title{\\project{emcee}: The MCMC Hammer}") and "\\textbf{Introduction}" in kept
     empty = ArxivCleaner().process(Document(id="e", text="\\begin{document}\\section{A}\\bibliography{x}", source="a"))
     assert isinstance(empty, Document)
     nothing = ArxivCleaner(ArxivCleanConfig(keep_sectionless=True))
     result = nothing.process(Document(id="e", text="\\begin{document}\n% only a comment\n\\end{document}", source="a"))
-    assert isinstance(result, Rejection) and result.reason == "arxiv.empty"
+    assert isinstance(result, Rejection) and result.reason == "arxiv_clean.empty"
 
 
 def test_inputs_are_inlined_with_cycles_and_depth_guarded():

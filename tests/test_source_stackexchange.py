@@ -17,7 +17,7 @@ import pytest
 
 from filters.document import Document
 from filters.prepared import iter_documents, read_manifest
-from filters.stackexchange import LLAMA_SITES, Answer, by_score, format_thread, html_to_text, parse_tags
+from filters.stackexchange import LLAMA_SITES, format_thread, html_to_text, parse_tags
 from pipelines.formats import Oversized, ReaderConfig, Skip, parse_stream
 from pipelines.read_stackexchange import SiteSelection, parse_stackexchange, site_of
 from tests.conftest import SAMPLES
@@ -73,9 +73,7 @@ def test_tags_in_both_dump_formats():
     assert parse_tags(None) == []
 
 
-def test_by_score_highest_first_then_oldest():
-    answers = [Answer(7, 2, "b"), Answer(3, 10, "a"), Answer(5, 2, "c"), Answer(9, -1, "d")]
-    assert [a.id for a in by_score(answers)] == [3, 5, 7, 9]  # 10 > 2 as numbers (RedPajama sorted strings)
+def test_format_thread():
     assert format_thread("T?", "body", ["x", "y"]) == "Q: T?\n\nbody\n\nA: x\n\nA: y"
     assert format_thread("T?", "", []) == "Q: T?"
 
@@ -94,14 +92,14 @@ def test_counts_match_the_raw_dump(source, tmp_path):
 
 def test_answers_follow_score_order_on_a_real_thread(tmp_path):
     rows = raw_rows(conlang_xml(tmp_path))
-    answers = [Answer(int(r["Id"]), int(r["Score"]), html_to_text(r["Body"])) for r in rows if r.get("ParentId") == "6"]
-    assert len(answers) == 13 and len({a.score for a in answers}) > 3  # a thread worth checking: scores differ
+    answers = {int(r["Id"]): (int(r["Score"]), html_to_text(r["Body"])) for r in rows if r.get("ParentId") == "6"}
+    assert len(answers) == 13 and len({score for score, _ in answers.values()}) > 3  # scores differ: worth checking
     docs, _ = parse(CONLANG_7Z)
     thread = next(d for d in docs if d.metadata["question_id"] == 6)
-    assert thread.metadata["answer_ids"] == [a.id for a in by_score(answers)]
-    scores = {a.id: a.score for a in answers}
-    assert [scores[i] for i in thread.metadata["answer_ids"]] == sorted(scores.values(), reverse=True)
-    positions = [thread.text.index("A: " + a.text) for a in by_score(answers)]
+    order = thread.metadata["answer_ids"]
+    assert order == sorted(answers, key=lambda i: (-answers[i][0], i))  # highest score first, then oldest
+    assert [answers[i][0] for i in order] == sorted((score for score, _ in answers.values()), reverse=True)
+    positions = [thread.text.index("A: " + answers[i][1]) for i in order]
     assert positions == sorted(positions)
     assert thread.text.startswith("Q: What should our main site chatroom be called?\n\nEvery Stack Exchange site")
     assert (thread.id, thread.url, thread.source) == (
