@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,3 +58,14 @@ def prepare_command(inputs: list[str], output: str, *options: str) -> list[str]:
         "--overwrite",
         *options,
     ]
+
+
+def cpu_rate(work: Callable[[], int], size: int, seconds: float) -> tuple[float, int]:
+    """(MB/s per core, what one pass of `work` returns) over as many passes of `size` input bytes as fit in
+    `seconds` of this process's CPU time, after one untimed pass (imports, compiled patterns)."""
+    result = work()
+    passes, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        work()
+        passes += 1
+    return size * passes / (time.process_time() - start) / 1e6, result

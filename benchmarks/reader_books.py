@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from measure import cpu_rate
 
 from filters.books import GutenbergStrip
 from filters.document import Document
@@ -54,17 +54,6 @@ def plain_loop(files: list[tuple[str, bytes]]) -> int:
     return kept
 
 
-def rate(function: Callable[[list[tuple[str, bytes]]], int], files: list[tuple[str, bytes]], seconds: float) -> tuple:
-    """(MB/s per core, characters kept per pass), over as many passes as fit in `seconds` of CPU time."""
-    size = sum(len(data) for _, data in files)
-    kept = function(files)  # warm-up: imports and compiled patterns
-    passes, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        function(files)
-        passes += 1
-    return size * passes / (time.process_time() - start) / 1e6, kept
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -74,8 +63,8 @@ def main() -> None:
     files = [(str(path), path.read_bytes()) for path in paths if "LICENSE" not in path.name]
     size = sum(len(data) for _, data in files)
     print(f"{len(files)} books, {size / 1e6:.2f} MB")
-    ours_rate, ours_kept = rate(ours, files, args.seconds)
-    base_rate, base_kept = rate(plain_loop, files, args.seconds)
+    ours_rate, ours_kept = cpu_rate(lambda: ours(files), size, args.seconds)
+    base_rate, base_kept = cpu_rate(lambda: plain_loop(files), size, args.seconds)
     print(f"reader + gutenberg stage   {ours_rate:8.1f} MB/s per core   {ours_kept:>9,} characters kept")
     print(f"plain str.find loop        {base_rate:8.1f} MB/s per core   {base_kept:>9,} characters kept")
     print(f"ratio (ours / plain loop)  {ours_rate / base_rate:8.2f}")

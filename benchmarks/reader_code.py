@@ -22,11 +22,11 @@ import io
 import json
 import re
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from measure import cpu_rate
 
 from filters.code import PERMISSIVE_LICENSES, REDPAJAMA_EXTENSIONS, CodeFilter, count_tokens
 from filters.document import Document
@@ -85,16 +85,6 @@ def plain_loop(path: str, data: bytes) -> int:
     return kept
 
 
-def rate(function: Callable[[str, bytes], int], path: str, data: bytes, seconds: float) -> tuple[float, int]:
-    """(MB/s per core, files kept per pass), over as many passes as fit in `seconds` of CPU time."""
-    kept = function(path, data)  # warm-up: imports and compiled patterns
-    passes, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        function(path, data)
-        passes += 1
-    return len(data) * passes / (time.process_time() - start) / 1e6, kept
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", type=Path)
@@ -103,8 +93,8 @@ def main() -> None:
     path = args.file or (SHARED if SHARED.exists() else SHIPPED)
     data = path.read_bytes()
     print(f"{path.name}: {len(data.splitlines())} rows, {len(data) / 1e6:.2f} MB")
-    ours_rate, ours_kept = rate(ours, str(path), data, args.seconds)
-    base_rate, base_kept = rate(plain_loop, str(path), data, args.seconds)
+    ours_rate, ours_kept = cpu_rate(lambda: ours(str(path), data), len(data), args.seconds)
+    base_rate, base_kept = cpu_rate(lambda: plain_loop(str(path), data), len(data), args.seconds)
     print(f"reader + code_quality stage  {ours_rate:8.1f} MB/s per core   {ours_kept:>5} files kept")
     print(f"plain RedPajama-style loop   {base_rate:8.1f} MB/s per core   {base_kept:>5} files kept")
     print(f"ratio (ours / plain loop)    {ours_rate / base_rate:8.2f}")

@@ -17,7 +17,6 @@ import argparse
 import bz2
 import io
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mwparserfromhell
+from measure import cpu_rate
 
 from filters.document import Document
 from pipelines.formats import ReaderConfig, parse_stream
@@ -76,17 +76,6 @@ def wikiextractor_side() -> Callable[[Files], int] | None:
     return extract
 
 
-def rate(function: Callable[[Files], int], files: Files, seconds: float) -> tuple[float, int]:
-    """(MB/s per core, characters kept per pass), over as many passes as fit in `seconds` of CPU time."""
-    size = sum(len(data) for _, data in files)
-    kept = function(files)  # warm-up: imports and compiled patterns
-    passes, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        function(files)
-        passes += 1
-    return size * passes / (time.process_time() - start) / 1e6, kept
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dumps", nargs="*", type=Path, help=".xml.bz2 dumps (default: the samples)")
@@ -94,15 +83,16 @@ def main() -> None:
     args = parser.parse_args()
     paths = args.dumps or sorted(SAMPLES.glob("*.xml.bz2"))
     files = [(str(path).removesuffix(".bz2"), bz2.decompress(path.read_bytes())) for path in paths]
-    print(f"{len(files)} dumps, {sum(len(data) for _, data in files) / 1e6:.2f} MB of XML")
-    ours_rate, ours_kept = rate(ours, files, args.seconds)
-    base_rate, base_kept = rate(strip_code, files, args.seconds)
+    size = sum(len(data) for _, data in files)
+    print(f"{len(files)} dumps, {size / 1e6:.2f} MB of XML")
+    ours_rate, ours_kept = cpu_rate(lambda: ours(files), size, args.seconds)
+    base_rate, base_kept = cpu_rate(lambda: strip_code(files), size, args.seconds)
     print(f"reader + wiki_to_text        {ours_rate:7.2f} MB/s per core   {ours_kept:>9,} characters kept")
     print(f"iterparse + strip_code()     {base_rate:7.2f} MB/s per core   {base_kept:>9,} characters kept")
     print(f"ratio (ours / strip_code)    {ours_rate / base_rate:7.2f}")
     extract = wikiextractor_side()
     if extract is not None:
-        wx_rate, wx_kept = rate(extract, files, args.seconds)
+        wx_rate, wx_kept = cpu_rate(lambda: extract(files), size, args.seconds)
         print(f"iterparse + wikiextractor    {wx_rate:7.2f} MB/s per core   {wx_kept:>9,} characters kept")
         print(f"ratio (ours / wikiextractor) {ours_rate / wx_rate:7.2f}")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from model.config import TrainConfig
 from tokenizer.token_shards import token_dtype, token_table
 
 # The test models are tiny: intra-op threads only add synchronization, which on a busy 2-core machine made
@@ -77,3 +78,23 @@ def write_token_table(table: pa.Table, path: str | os.PathLike) -> None:
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     os.replace(tmp, path)
+
+
+def tiny_config(dataset: Path, output: Path, **changes: object) -> TrainConfig:
+    """A few steps of the tiny model on a token dataset (no validation or checkpoint unless asked)."""
+    settings = {
+        "data": str(dataset),
+        "output": str(output),
+        "config": "tiny",
+        "seq_len": 64,
+        "micro_batch_size": 8,
+        "steps": 8,
+        "lr": 3e-3,
+        "warmup_steps": 2,
+        "eval_every": 1000,
+        "eval_batches": 2,
+        "save_every": 1000,
+        "log_every": 1,
+        "seed": 5,
+    }
+    return TrainConfig(**{**settings, **changes})

@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 
+import model_fixtures
 import numpy as np
 import pytest
 import torch
@@ -34,22 +35,9 @@ def dataset(tmp_path_factory):
 
 
 def tiny_config(dataset, output, **changes) -> TrainConfig:
-    settings = {
-        "data": str(dataset),
-        "output": str(output),
-        "config": "tiny",
-        "seq_len": 64,
-        "micro_batch_size": 8,
-        "steps": 8,
-        "lr": 3e-3,
-        "warmup_steps": 2,
-        "eval_every": 4,
-        "eval_batches": 1,
-        "save_every": 4,
-        "log_every": 1,
-        "seed": 5,
-    }
-    return TrainConfig(**{**settings, **changes})
+    """Validation and a checkpoint every 4 steps."""
+    every_four = {"eval_every": 4, "eval_batches": 1, "save_every": 4}
+    return model_fixtures.tiny_config(dataset, output, **{**every_four, **changes})
 
 
 @pytest.fixture(scope="module")

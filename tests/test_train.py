@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_fixtures import write_byte_dataset
+from model_fixtures import tiny_config, write_byte_dataset
 
 from model.config import NAMED_CONFIGS, TrainConfig
 from model.llama import build_model
@@ -28,25 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return write_byte_dataset(tmp_path_factory.mktemp("tokens"), n_bytes=30_000)
-
-
-def tiny_config(dataset: Path, output: Path, **changes) -> TrainConfig:
-    settings = {
-        "data": str(dataset),
-        "output": str(output),
-        "config": "tiny",
-        "seq_len": 64,
-        "micro_batch_size": 8,
-        "steps": 8,
-        "lr": 3e-3,
-        "warmup_steps": 2,
-        "eval_every": 1000,
-        "eval_batches": 2,
-        "save_every": 1000,
-        "log_every": 1,
-        "seed": 5,
-    }
-    return TrainConfig(**{**settings, **changes})
 
 
 def test_schedule_values_at_known_steps() -> None:
