@@ -179,6 +179,18 @@ def _register_quality(subparsers: argparse._SubParsersAction) -> None:
     references.add_argument("--output", "-o", required=True, help="the URL list to write (local or URL)")
     references.set_defaults(func=later("pipelines.quality_references:run_references"))
 
+    positives = commands.add_parser(
+        "positives",
+        help="the crawl pages Wikipedia cites, joined by URL: positives for `quality train`",
+        description="Joins the URL list of `quality references` with crawl data (anything `prepare` reads) on the "
+        "canonical URL and writes each cited page once as JSON lines {id, url, text}.",
+    )
+    positives.add_argument("crawl", nargs="+", metavar="CRAWL", help="crawl inputs (WARC, WET, JSONL...) with urls")
+    positives.add_argument("--urls", nargs="+", required=True, help="URL lists (one per line), e.g. refs.txt")
+    positives.add_argument("--output", "-o", required=True, help="the JSON lines to write (local or URL)")
+    positives.add_argument("--format", default=None, help="crawl input format when it cannot be told from the names")
+    positives.set_defaults(func=later("pipelines.quality_positives:run_positives"))
+
 
 def _register_tokenize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

@@ -77,7 +77,8 @@ def _pages(path: str, counts: Counter) -> Iterator[Page]:
         counts["skipped.corrupt_compression"] += 1
 
 
-def _create(path: str) -> IO[bytes]:
+def create_output(path: str) -> IO[bytes]:
+    """A binary file to write, local or remote (FileSystems), for the commands' atomic outputs."""
     if is_local(path):
         return open(path, "wb")
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -91,7 +92,7 @@ def run_references(args: argparse.Namespace) -> int:
     counts: Counter = Counter()
     tmp = temporary_name(args.output)
     try:
-        with _create(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
+        with create_output(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
             for url in iter_reference_urls(paths, counts):
                 counts["urls_unique"] += 1
                 out.write(url + "\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import html
 import io
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 
 from filters.document import Document
 from filters.prepared import iter_documents, read_manifest
+from filters.urls import canonical_url
 from filters.wikitext import Namespaces, reference_urls, wiki_to_text
 from pipelines.formats import Oversized, ReaderConfig, Skip, parse_stream
 from pipelines.read_wikipedia import LLAMA_LANGUAGES
@@ -288,3 +290,37 @@ def test_quality_references_memory_stays_flat_with_many_urls(monkeypatch):
         tracemalloc.stop()
     assert unique == 50_000 and counts["urls_found"] == 100_000 and counts["files"] == 2
     assert peak < 1_500_000
+
+
+def test_canonical_url_folds_only_what_never_changes_the_page():
+    assert canonical_url("http://www.Example.org:80/a/b/#top") == canonical_url("https://example.org/a/b")
+    assert canonical_url("https://example.org/a?x=1&y=2") == "example.org/a?x=1&y=2"
+    assert canonical_url("https://example.org/A") != canonical_url("https://example.org/a")
+    assert canonical_url("https://example.org:8080/a") == "example.org:8080/a"
+    assert canonical_url("not a url ") == "not a url"
+
+
+def test_quality_positives_joins_cited_urls_with_a_crawl(cli, tmp_path, capsys):
+    """Cited pages found in a crawl (whatever their scheme, www. or fragment) are written once each;
+    uncited pages, repeated copies and documents without a url are counted, not written."""
+    refs = tmp_path / "refs.txt"
+    assert cli("quality", "references", ENWIKI, "-o", refs) == 0
+    cited = refs.read_text().splitlines()
+    crawl = tmp_path / "crawl.jsonl"
+    rows = [
+        {"id": "first", "url": cited[0], "text": "MotoGP results"},
+        {"id": "variant", "url": cited[1].replace("http://www.", "https://") + "#page", "text": "AFI winners"},
+        {"id": "uncited", "url": "https://example.org/elsewhere", "text": "not cited"},
+        {"id": "copy", "url": cited[0] + "/", "text": "the same page again"},
+        {"id": "no-url", "text": "a page without a url"},
+    ]
+    crawl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = tmp_path / "positives.jsonl"
+    assert cli("quality", "positives", crawl, "--urls", refs, "-o", output) == 0
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["id"] for row in written] == ["first", "variant"]
+    assert written[0] == {"id": "first", "url": cited[0], "text": "MotoGP results"}
+    printed = capsys.readouterr().out
+    assert f"2 of the {len(cited)} cited URLs found among 5 crawl documents" in printed
+    assert "1 repeated copies" in printed and "1 documents without a url" in printed
+    assert cli("quality", "positives", crawl, "--urls", tmp_path / "missing.txt", "-o", output) == 2
