@@ -15,6 +15,7 @@ crash mid-save never leaves a directory that looks complete. Each rank hashes th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -185,6 +186,23 @@ class CheckpointWriter:
             self._publish(pending.staging, pending.final)
         barrier()
 
+    def close(self) -> None:
+        """Wait for a save still being written (left incomplete: after an error the other ranks may be gone)
+        and leave the writer's own process group, so no thread uses a group after it is destroyed."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.upload is not None:
+            with contextlib.suppress(Exception):  # its staging directory is never taken for a checkpoint
+                pending.upload.result()
+        if self._process_group is not None:
+            dist.destroy_process_group(self._process_group)
+            self._process_group = None
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _save_full(
         self,
         staging: Path,
@@ -208,7 +226,10 @@ class CheckpointWriter:
     def _publish(self, staging: Path, final: Path) -> None:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        for old in step_directories(self.output)[: -self.keep] if self.keep > 0 else []:
+        # Only older ones count: a newer directory is left by a run this one was resumed behind (a rollback).
+        directories = step_directories(self.output)
+        older = directories[: directories.index(final)]
+        for old in older[: len(older) - self.keep + 1] if self.keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
 
 

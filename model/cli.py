@@ -62,6 +62,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_mixture(value: str | None) -> dict[str, float]:
+    """--mixture: "llama", a TOML/JSON file, or NAME=WEIGHT,...; a malformed one is a ConfigError (one line)."""
     from filters.llama_sources import LLAMA_MIXTURE
 
     if not value:
@@ -69,15 +70,20 @@ def parse_mixture(value: str | None) -> dict[str, float]:
     if value == "llama":
         return dict(LLAMA_MIXTURE)
     path = Path(value)
-    if path.is_file():
-        loaded = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-        return {str(k): float(v) for k, v in loaded.get("mixture", loaded).items()}
-    mixture = {}
-    for item in value.split(","):
-        name, sep, weight = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--mixture item {item!r} is not NAME=WEIGHT")
-        mixture[name.strip()] = float(weight)
+    try:
+        if path.is_file():
+            loaded = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+            return {str(k): float(v) for k, v in loaded.get("mixture", loaded).items()}
+        mixture = {}
+        for item in value.split(","):
+            name, sep, weight = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--mixture item {item!r} is not NAME=WEIGHT")
+            mixture[name.strip()] = float(weight)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, AttributeError) as error:  # bad number, TOML or JSON; not a table
+        raise ConfigError(f"--mixture {value}: {error}") from None
     return mixture
 
 

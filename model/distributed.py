@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -47,6 +48,11 @@ def setup(device: str = "auto", timeout_minutes: float = 10) -> DistributedConte
 
 
 def teardown() -> None:
+    """Leave the process group. FSDP2's modules hold process groups (and their last collectives' work) in
+    reference cycles that outlive the run: collected first, while the groups and the interpreter are alive;
+    freed instead by the interpreter's exit, a gloo group can abort the process ("terminate called without
+    an active exception")."""
+    gc.collect()
     if dist.is_initialized():
         dist.destroy_process_group()
 

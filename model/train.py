@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class RunPlan:
 
 def plan_run(config: TrainConfig, context: DistributedContext, resume_from: Path | None) -> RunPlan:
     """Resolve shapes, batch arithmetic, rate and precision, failing early on inconsistent settings."""
+    for name in ("steps", "micro_batch_size", "log_every", "eval_every", "save_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, not {getattr(config, name)}")
     manifest = read_token_manifest(config.data)
     model_args = load_model_args(config.config)
     if manifest.get("vocab_size"):
@@ -224,6 +228,10 @@ def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None 
     context = setup(config.device, config.dist_timeout_minutes)
     try:
         return _train(config, context, resolve_resume(config, resume, context), tokenizer)
+    except BaseException as error:
+        # The traceback's frames hold the model: released so that teardown frees it before leaving the group.
+        traceback.clear_frames(error.__traceback__)
+        raise
     finally:
         teardown()
 
@@ -231,8 +239,10 @@ def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None 
 def _train(
     config: TrainConfig, context: DistributedContext, resume_from: Path | None, tokenizer: str | None
 ) -> TrainResult:
+    """The loader's thread and the checkpoint writer's (and its process group) end here, on errors too,
+    before `train` leaves the process group."""
     plan = plan_run(config, context, resume_from)
-    with TokenLoader(
+    loader = TokenLoader(
         config.data,
         "train",
         plan.seq_len,
@@ -241,8 +251,12 @@ def _train(
         context.rank,
         context.world_size,
         prefetch=config.prefetch,
-    ) as loader:
-        return _run(config, context, plan, loader, resume_from, tokenizer)
+    )
+    writer = CheckpointWriter(
+        config.output, context, plan.sharded_checkpoints, config.async_save, config.keep_checkpoints
+    )
+    with loader, writer:
+        return _run(config, context, plan, loader, writer, resume_from, tokenizer)
 
 
 def _run(
@@ -250,6 +264,7 @@ def _run(
     context: DistributedContext,
     plan: RunPlan,
     loader: TokenLoader,
+    checkpoints: CheckpointWriter,
     resume_from: Path | None,
     tokenizer: str | None,
 ) -> TrainResult:
@@ -268,9 +283,6 @@ def _run(
         if state.get("grad_scaler") and plan.loss_scaling:  # empty when saved by a run without scaling
             scaler.load_state_dict(state["grad_scaler"])
         start_step = state["step"]
-    checkpoints = CheckpointWriter(
-        config.output, context, plan.sharded_checkpoints, config.async_save, config.keep_checkpoints
-    )
     tokenizer_path = tokenizer_model_path(config.data, tokenizer)
     result = TrainResult(model_args=args)
     n_params = sum(p.numel() for p in model.parameters())

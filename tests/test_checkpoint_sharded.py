@@ -82,6 +82,20 @@ def test_an_asynchronous_save_is_completed_once_written_without_waiting_for_the_
     assert not list(tmp_path.glob("checkpoints/.*"))
 
 
+def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path):
+    """A run resumed behind newer checkpoints (a rollback) keeps what it writes; `keep` counts older ones."""
+    args = NAMED_CONFIGS["tiny"]
+    model = build_model(args, seed=0)
+    optimizer = build_optimizer(model, TrainConfig(), 1e-3)
+    (tmp_path / "checkpoints" / "step-0000009").mkdir(parents=True)  # the abandoned run's
+    writer = CheckpointWriter(tmp_path, DistributedContext(0, 1, 0, torch.device("cpu")), True, False, keep=2)
+    for step in (3, 4, 5):
+        writer.save(step, model, optimizer, args, {})
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step-0000004", "step-0000005", "step-0000009"]
+    assert verify_checkpoint(tmp_path / "checkpoints" / "step-0000005")
+
+
 def test_convert_and_generate_read_a_sharded_checkpoint_offline(sharded_run, tmp_path, cli, capsys):
     output, result = sharded_run
     args, weights = load_checkpoint(result.checkpoint)

@@ -198,6 +198,11 @@ def test_commands_report_bad_input_in_one_line(dataset, tmp_path, capsys) -> Non
     assert "llamaprep train: error: batch_tokens 1000 is not a multiple" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+    assert main(["train", "--data", str(dataset), "--output", str(tmp_path), "--micro-batch-size", "0"]) == 2
+    assert "micro_batch_size must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["train", "--data", str(dataset), "--output", str(tmp_path), "--mixture", "books=many"]) == 2
+    err = capsys.readouterr().err
+    assert "--mixture books=many: could not convert string to float: 'many'" in err and len(err.splitlines()) == 1
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     assert main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "out")]) == 2
