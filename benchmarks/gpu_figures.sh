@@ -9,7 +9,7 @@
 #    timed), with and without the chunked loss: tokens/s, MFU against the device's dense bf16 peak, peak memory;
 # 2. a 2-minute training run (125M shape, the tokens above) through torchrun + FSDP2 with sharded,
 #    asynchronous checkpoints, validation loss per source every 100 steps; then a resume of that run;
-# 2c. the demo's own training command on the demo's tokens;
+# 2c. the demo's own training command on the demo's tokens; 2d. benchmarks/gpu_resume_check.sh;
 # 3. float16 with loss scaling on the GPU (a few steps of the tiny shape).
 set -uo pipefail
 TOKENS=${TOKENS:-gpu-data/tokens}
@@ -56,6 +56,9 @@ common = sorted(set(first) & set(second))
 print("resumed steps compared:", common[:3], "...", common[-3:] if common else [])
 print("max |loss difference| after resume:", max((abs(first[s] - second[s]) for s in common), default=None))
 EOF
+
+echo "== 2d. resume with default and with deterministic kernels, compared bit for bit"
+TOKENS="$TOKENS" OUT="$OUT" bash benchmarks/gpu_resume_check.sh || status=1
 
 echo "== 2c. the demo's training command on the demo's tokens (DEMO_TOKENS), on the GPU"
 if [ -d "${DEMO_TOKENS:-}" ]; then

@@ -182,6 +182,11 @@ class TrainConfig:
     threads: int | None = option(
         None, "CPU threads per process (default: torch's; 1 is fastest for tiny models on a busy machine)"
     )
+    deterministic: bool = option(
+        False,
+        "deterministic GPU kernels (torch.use_deterministic_algorithms; a little slower): a resumed GPU run then "
+        "repeats the uninterrupted one bit for bit, as CPU runs always do",
+    )
 
     def effective_warmup(self) -> int:
         return max(1, min(self.warmup_steps, self.steps // 10))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -221,10 +222,22 @@ def resolve_resume(config: TrainConfig, resume: str | None, context: Distributed
     return found
 
 
+def use_deterministic_kernels() -> None:
+    """Kernels that give the same bits on every run: cuBLAS with a fixed workspace (read when cuBLAS starts,
+    hence before any GPU work), SDPA's flash backward without atomics, sort-based embedding gradients, no
+    cuDNN autotuning. CPU kernels are deterministic already."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None = None) -> TrainResult:
     """Run (or continue) training; every rank of a torchrun job calls this."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if config.deterministic:
+        use_deterministic_kernels()
     context = setup(config.device, config.dist_timeout_minutes)
     try:
         return _train(config, context, resolve_resume(config, resume, context), tokenizer)
@@ -234,6 +247,7 @@ def train(config: TrainConfig, resume: str | None = None, tokenizer: str | None 
         raise
     finally:
         teardown()
+        torch.use_deterministic_algorithms(was_deterministic)
 
 
 def _train(

@@ -88,6 +88,13 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(dataset, tmp_path) -> N
     assert all(torch.equal(full_weights[k], resumed_weights[k]) for k in full_weights)
 
 
+def test_deterministic_kernels_change_nothing_on_cpu_and_are_switched_off_after(dataset, tmp_path) -> None:
+    plain = train(tiny_config(dataset, tmp_path / "plain", steps=3))
+    strict = train(tiny_config(dataset, tmp_path / "strict", steps=3, deterministic=True))
+    assert strict.losses == plain.losses
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_gradient_accumulation_matches_one_big_batch(dataset, tmp_path) -> None:
     whole = train(tiny_config(dataset, tmp_path / "whole", steps=3))
     accumulated = train(tiny_config(dataset, tmp_path / "accum", steps=3, micro_batch_size=2, batch_tokens=8 * 64))
