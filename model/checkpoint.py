@@ -57,6 +57,32 @@ def latest_checkpoint(output: str | os.PathLike) -> Path | None:
     return directories[-1] if directories else None
 
 
+ABANDONED_DIR = "abandoned"
+
+
+def set_aside_newer(
+    output: str | os.PathLike, resume_from: Path, context: DistributedContext | None = None
+) -> list[Path]:
+    """Resuming from an older checkpoint of the same output starts another timeline: the newer checkpoints
+    (of the run being abandoned) move to checkpoints/abandoned/, kept but no longer the `--resume` latest
+    nor pruned. Returns where they went (on rank 0; the others wait). Collective."""
+    match = _STEP_DIR.match(resume_from.name)
+    root = checkpoint_root(output)
+    moved: list[Path] = []
+    if match and resume_from.resolve().parent == root.resolve() and (context is None or context.is_main):
+        step = int(match.group(1))
+        for directory in step_directories(output):
+            if int(_STEP_DIR.match(directory.name).group(1)) > step:
+                target = root / ABANDONED_DIR / directory.name
+                target.parent.mkdir(exist_ok=True)
+                if target.exists():
+                    shutil.rmtree(target)
+                directory.rename(target)
+                moved.append(target)
+    barrier()
+    return moved
+
+
 def verify_together(directory: str | os.PathLike, context: DistributedContext | None = None) -> None:
     """Check a checkpoint's files against their checksums, each rank hashing its share of the files;
     every rank raises the same DamagedCheckpoint if any file is damaged. Collective."""

@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from filters.options import ConfigError
-from model.checkpoint import CheckpointWriter, latest_intact_checkpoint, load_training_checkpoint, verify_together
+from model.checkpoint import (
+    CheckpointWriter,
+    latest_intact_checkpoint,
+    load_training_checkpoint,
+    set_aside_newer,
+    verify_together,
+)
 from model.config import ModelArgs, TrainConfig, default_learning_rate, load_model_args
 from model.data import TokenLoader
 from model.distributed import DistributedContext, all_reduce_mean, setup, shard_model, teardown
@@ -208,6 +214,12 @@ def resolve_resume(config: TrainConfig, resume: str | None, context: Distributed
         return None
     if resume != "latest":
         verify_together(resume, context)
+        moved = set_aside_newer(config.output, Path(resume), context)
+        if moved:
+            print(
+                f"--resume: {len(moved)} newer checkpoint(s) of the abandoned run moved to {moved[0].parent}",
+                file=sys.stderr,
+            )
         return Path(resume)
     found, passed_over = latest_intact_checkpoint(config.output, context)
     say = context.is_main

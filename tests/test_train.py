@@ -88,6 +88,20 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(dataset, tmp_path) -> N
     assert all(torch.equal(full_weights[k], resumed_weights[k]) for k in full_weights)
 
 
+def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(dataset, tmp_path, capsys) -> None:
+    output = tmp_path / "run"
+    train(tiny_config(dataset, output, save_every=2, keep_checkpoints=0))
+    older = output / "checkpoints" / "step-0000004"
+    again = train(tiny_config(dataset, output, save_every=2, keep_checkpoints=0), resume=str(older))
+    assert "2 newer checkpoint(s) of the abandoned run moved to" in capsys.readouterr().err
+    abandoned = sorted(p.name for p in (output / "checkpoints" / "abandoned").iterdir())
+    assert abandoned == ["step-0000006", "step-0000008"]
+    assert again.checkpoint == output / "checkpoints" / "step-0000008"  # the new timeline's, not the old one
+    again_weights = load_checkpoint(again.checkpoint)[1]
+    old_weights = load_checkpoint(output / "checkpoints" / "abandoned" / "step-0000008")[1]
+    assert all(torch.equal(again_weights[k], old_weights[k]) for k in again_weights)  # same data, same steps
+
+
 def test_deterministic_kernels_change_nothing_on_cpu_and_are_switched_off_after(dataset, tmp_path) -> None:
     plain = train(tiny_config(dataset, tmp_path / "plain", steps=3))
     strict = train(tiny_config(dataset, tmp_path / "strict", steps=3, deterministic=True))
