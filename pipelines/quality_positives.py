@@ -22,8 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from filters.document import Document
 from filters.urls import canonical_url
-from pipelines.arrow_files import delete, ensure_dir, replace, split_path, temporary_name
-from pipelines.quality_references import create_output
+from pipelines.quality_references import write_lines
 from pipelines.readers import iter_documents_from
 
 
@@ -91,17 +90,12 @@ def run_positives(args: argparse.Namespace) -> int:
     for path in args.urls:
         if not FileSystems.exists(path):
             raise FileNotFoundError(f"URL list {path} does not exist (write it with `llamaprep quality references`)")
-    ensure_dir(split_path(args.output)[0] or ".")
     counts = {"cited_urls": 0, "read": 0, "without_url": 0, "matched": 0, "repeated_page": 0}
-    tmp = temporary_name(args.output)
-    try:
-        with create_output(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
-            for doc in cited_pages(args.urls, args.crawl, args.format, counts):
-                out.write(json.dumps({"id": doc.id, "url": doc.url, "text": doc.text}, ensure_ascii=False) + "\n")
-    except BaseException:  # an interrupted run leaves no hidden half-written file beside the output
-        delete([tmp])
-        raise
-    replace(tmp, args.output)
+    pages = cited_pages(args.urls, args.crawl, args.format, counts)
+    write_lines(
+        args.output,
+        (json.dumps({"id": doc.id, "url": doc.url, "text": doc.text}, ensure_ascii=False) for doc in pages),
+    )
     print(
         f"wrote {counts['matched']:,} cited pages to {args.output}: {counts['matched']:,} of the "
         f"{counts['cited_urls']:,} cited URLs found among {counts['read']:,} crawl documents "

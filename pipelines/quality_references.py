@@ -16,7 +16,7 @@ import os
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -84,22 +84,30 @@ def create_output(path: str) -> IO[bytes]:
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def write_lines(output: str, lines: Iterable[str]) -> int:
+    """Write text lines to `output` (local or remote) through a temporary name renamed at the end, so an
+    interrupted run leaves neither a half-written output nor a hidden temporary file; returns the count."""
+    ensure_dir(split_path(output)[0] or ".")
+    tmp = temporary_name(output)
+    count = 0
+    try:
+        with create_output(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
+    except BaseException:
+        delete([tmp])
+        raise
+    replace(tmp, output)
+    return count
+
+
 def run_references(args: argparse.Namespace) -> int:
     specs = [parse_input(spec) for spec in args.dumps]
     check_inputs(specs, "mediawiki")
     paths = sorted({path for spec in specs for path in match_files(spec.pattern)})
-    ensure_dir(split_path(args.output)[0] or ".")
     counts: Counter = Counter()
-    tmp = temporary_name(args.output)
-    try:
-        with create_output(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
-            for url in iter_reference_urls(paths, counts):
-                counts["urls_unique"] += 1
-                out.write(url + "\n")
-    except BaseException:  # an interrupted run leaves no hidden half-written file beside the output
-        delete([tmp])
-        raise
-    replace(tmp, args.output)
+    counts["urls_unique"] = write_lines(args.output, iter_reference_urls(paths, counts))
     print(
         f"wrote {counts['urls_unique']} unique reference URLs to {args.output} "
         f"({counts['urls_found']} counting repeats across articles) from {counts['articles']} articles in "
