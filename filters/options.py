@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 HELP = "help"
@@ -39,6 +41,28 @@ class ConfigError(ValueError):
 # What the command line reports as the user's mistake, in one line with exit status 2; anything else is a bug
 # in llamaprep and keeps its traceback (exit 1).
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (argparse prints the whole usage first), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command (`args.func`) under the command line's rules: logging at WARNING, or INFO with
+    `--verbose`; a user's mistake (USER_ERRORS) is one line and exit status 2, anything else a traceback.
+    The one place this rule is applied, for `llamaprep` and for `python -m model.cli` alike."""
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as error:
+        print(f"llamaprep {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def option(

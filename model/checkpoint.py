@@ -147,7 +147,7 @@ class CheckpointWriter:
         self.output = output
         self.context = context
         self.sharded = sharded
-        self.asynchronous = asynchronous and sharded
+        self.asynchronous = asynchronous  # plan_run allows it with sharded checkpoints only
         self.keep = keep
         self._process_group = dist.new_group(backend="gloo") if self.asynchronous and context.distributed else None
         self._pending: _PendingSave | None = None
@@ -204,11 +204,7 @@ class CheckpointWriter:
         shards = pending.staging / SHARDS_DIR
         sums = all_gather_objects(file_checksums(pending.staging, rank_files(shards, self.context.rank)))
         if self.context.is_main:
-            top_level = [p for p in sorted(pending.staging.iterdir()) if p.is_file() and not p.name.startswith(".")]
-            merged = file_checksums(pending.staging, top_level)
-            for rank_sums in sums:
-                merged.update(rank_sums)
-            write_checksums(pending.staging, merged)
+            write_checksums(pending.staging, {name: sum_ for rank_sums in sums for name, sum_ in rank_sums.items()})
             self._publish(pending.staging, pending.final)
         barrier()
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from filters.options import USER_ERRORS, ConfigError, add_arguments, build_config, documented_fields, given_values
+from filters.options import (
+    ConfigError,
+    OneLineParser,
+    add_arguments,
+    build_config,
+    documented_fields,
+    given_values,
+    run_command,
+)
 from model.config import NAMED_CONFIGS, TrainConfig
 
 TRAIN_COMMAND_FLAGS = ("data", "config", "output", "mixture")  # flags of their own (required, parsed)
@@ -230,24 +237,14 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The model commands alone (what `python -m model.cli` and torchrun's ranks parse)."""
-    parser = argparse.ArgumentParser(prog="python -m model.cli", description="Train LLaMA, generate, convert.")
+    parser = OneLineParser(prog="python -m model.cli", description="Train LLaMA, generate, convert.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as error:  # the command line's error rule (README, "Errors"): one line, status 2
-        print(f"llamaprep {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
+    return run_command(build_parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

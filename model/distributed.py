@@ -79,11 +79,7 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= dist.get_world_size()
-    return value
+    return all_reduce_sum(value) / dist.get_world_size() if dist.is_initialized() else value
 
 
 def all_gather_objects(obj: object) -> list:

@@ -43,17 +43,17 @@ def file_checksums(directory: Path, paths: Iterable[Path]) -> dict[str, dict[str
     return {path.relative_to(directory).as_posix(): file_digest(path) for path in paths}
 
 
-def write_checksums(directory: str | os.PathLike, sums: dict[str, dict[str, Any]] | None = None) -> None:
-    """Record `sums`, or the size and sha256 of every top-level file of a checkpoint directory (hidden
-    temporaries aside); the writer calls it once, after its last file is in place."""
+def write_checksums(directory: str | os.PathLike, extra: dict[str, dict[str, Any]] | None = None) -> None:
+    """Record the size and sha256 of every top-level file of a checkpoint directory (hidden temporaries
+    aside), plus `extra`: files below it whose sums their writers computed (each rank of a sharded save
+    hashes its own shards). The writer calls it once, after its last file is in place."""
     directory = Path(directory)
-    if sums is None:
-        listed = [
-            path
-            for path in sorted(directory.iterdir())
-            if path.is_file() and path.name != CHECKSUMS_FILE and not path.name.startswith(".")
-        ]
-        sums = file_checksums(directory, listed)
+    listed = [
+        path
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != CHECKSUMS_FILE and not path.name.startswith(".")
+    ]
+    sums = {**file_checksums(directory, listed), **(extra or {})}
     tmp = directory / f".{CHECKSUMS_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, directory / CHECKSUMS_FILE)

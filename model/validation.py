@@ -43,18 +43,26 @@ class ValidationSet:
         return sum(len(s) for s in self.samples)
 
 
-def held_out_samples(shards: list[TokenShard], source: str, count: int, seq_len: int) -> np.ndarray:
-    """The first `count` packed sequences of `source`'s documents (fewer when it holds fewer tokens)."""
+def held_out_samples(
+    shards: list[TokenShard],
+    source: str,
+    count: int,
+    seq_len: int,
+    encoded: list[tuple[list[str], np.ndarray]] | None = None,
+) -> np.ndarray:
+    """The first `count` packed sequences of `source`'s documents (fewer when it holds fewer tokens);
+    `encoded` is each shard's `source_codes()` when the caller has them already."""
     needed = count * seq_len + 1
     pieces, taken = [], 0
-    for shard in shards:
-        names, codes = shard.source_codes()
+    for shard, (names, codes) in zip(shards, encoded or [shard.source_codes() for shard in shards], strict=True):
         rows = np.flatnonzero(codes == names.index(source)) if source in names else []
         for row in rows:
-            if taken >= needed:
-                break
             pieces.append(np.asarray(shard.document(row)[: needed - taken], dtype=np.int64))
             taken += len(pieces[-1])
+            if taken >= needed:
+                break
+        if taken >= needed:
+            break
     stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
     n = min(count, max(0, (len(stream) - 1) // seq_len))
     return np.stack([stream[i * seq_len : i * seq_len + seq_len + 1] for i in range(n)]) if n else stream[:0]
@@ -69,10 +77,11 @@ def build_validation_set(
     if not paths or sequences_per_source <= 0:
         return None
     shards = [TokenShard.open(path) for path in paths]
-    names = sorted({name for shard in shards for name in shard.source_codes()[0]})
+    encoded = [shard.source_codes() for shard in shards]
+    names = sorted({name for shard_names, _ in encoded for name in shard_names})
     sources, samples = [], []
     for name in names:
-        held_out = held_out_samples(shards, name, sequences_per_source, seq_len)
+        held_out = held_out_samples(shards, name, sequences_per_source, seq_len, encoded)
         if len(held_out) == 0:
             log.warning("validation: source %r holds fewer than %d val tokens and is left out", name, seq_len + 1)
             continue

@@ -21,18 +21,10 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from filters.options import USER_ERRORS
+from filters.options import OneLineParser, run_command
 
 COMMAND_MODULES = ("pipelines.commands", "tokenizer.cli", "model.cli")  # light: each command loads its code when run
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (argparse prints the whole usage first), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,18 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "beam_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra_args = list(extra)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if not args.verbose:  # Beam's worker chatter; skips and drops are counted and summarized instead
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as error:  # the one place the CLI's error rule is applied (README, "Errors")
-        print(f"llamaprep {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
+    return run_command(args)
 
 if __name__ == "__main__":
     sys.exit(main())
