@@ -4,6 +4,7 @@ import their dependencies (a pipeline without `langid` never loads fastText)."""
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from filters.base import Stage
 from filters.options import ConfigError
@@ -22,8 +23,8 @@ STAGES: dict[str, str] = {
 }
 
 
-def load_entry(spec: str) -> type:
-    """Import the class a registry entry ("module:Class") names."""
+def load_entry(spec: str) -> Any:
+    """Import what a "module:name" entry names (a stage class, a parser, a command function) on first use."""
     module_name, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 

@@ -66,12 +66,6 @@ def exists(path: str) -> bool:
     return os.path.exists(path) if is_local(path) else FileSystems.exists(path)
 
 
-def file_size(path: str) -> int:
-    if is_local(path):
-        return os.path.getsize(path)
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-
-
 def replace(tmp: str, path: str) -> None:
     """Move a finished temporary file to its final name (atomic on local disks)."""
     if is_local(path):
@@ -104,7 +98,7 @@ def write_bytes(path: str, data: bytes | pa.Buffer) -> None:
     directory, _ = split_path(path)
     ensure_dir(directory)
     tmp = temporary_name(path)
-    with _create(tmp) as f:
+    with create(tmp) as f:
         f.write(data if is_local(path) or isinstance(data, bytes) else data.to_pybytes())
     replace(tmp, path)
 
@@ -117,7 +111,8 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def _create(path: str) -> Any:
+def create(path: str) -> Any:
+    """A binary file to write, local or remote (Beam FileSystems)."""
     if is_local(path):
         return open(path, "wb")
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -178,7 +173,7 @@ class AtomicArrowWriter:
         directory, _ = split_path(path)
         ensure_dir(directory)
         self._tmp = temporary_name(path)
-        self._raw = _create(self._tmp)
+        self._raw = create(self._tmp)
         self._hashing = _HashingSink(self._raw)
         self._sink = pa.PythonFile(self._hashing, mode="w")
         self.sha256 = ""
@@ -219,7 +214,7 @@ class AtomicArrowWriter:
         self._writer.close()
         self._sink.close()
         self._raw.close()
-        self.bytes = file_size(self._tmp)
+        self.bytes = self._hashing.tell()  # every byte went through the hashing sink: no listing of the file
         self.sha256 = self._hashing.hexdigest()
         replace(self._tmp, self.path)
         return self.bytes

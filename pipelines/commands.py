@@ -9,7 +9,6 @@ command runs, so `llamaprep --help` and `llamaprep train` never load Beam.
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from filters.llama_sources import MAX_PAPER_EPOCHS
 from filters.options import add_arguments, given_values
 from filters.quality import QualityConfig
 from filters.quality_training import TrainingParams
+from filters.registry import load_entry
 from pipelines.config import ShardConfig
 from pipelines.formats import ReaderConfig
 
@@ -37,10 +37,9 @@ PREPARE_FLAGS: dict[str, tuple[type, tuple[str, ...]]] = {
 
 def later(target: str) -> Callable[[argparse.Namespace], int]:
     """A command function ("module:function") imported when the command runs, not when the parser is built."""
-    module, _, name = target.partition(":")
 
     def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module(module), name)(args)
+        return load_entry(target)(args)
 
     return run
 

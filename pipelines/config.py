@@ -183,9 +183,7 @@ def load_prepare_config(
     data = read_config_file(str(recipe_path(recipe))) if recipe else {}
     if path:
         data = merge_sections(data, read_config_file(path))
-    for section, values in (flags or {}).items():
-        existing = data.get(section)
-        data[section] = {**(existing if isinstance(existing, Mapping) else {}), **values}
+    data = merge_sections(data, flags or {})
     if stages is not None:
         overrides = [f"stages={stages}", *overrides]
     return build_prepare_config(apply_overrides(data, overrides))

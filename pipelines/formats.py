@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import bz2
 import gzip
-import importlib
 import io
 import json
 import posixpath
@@ -27,6 +26,7 @@ import zstandard
 
 from filters.document import Document
 from filters.options import ConfigError, option
+from filters.registry import load_entry
 
 FORMATS = ("wet", "warc", "jsonl", "parquet", "text", "mediawiki", "stackexchange", "arxiv", "code", "book")
 
@@ -190,14 +190,12 @@ class Prefixed(io.RawIOBase):
 
 
 def read_capped(stream: IO[bytes], limit: int) -> tuple[bytes, int]:
-    """Up to `limit + 1` bytes, and the stream's whole length (the rest is read through, not kept)."""
+    """Up to `limit + 1` bytes, and the stream's whole length: past the limit the rest is read through, not
+    kept, to measure an oversized document."""
     data = stream.read(limit + 1)
-    return data, len(data) + (length_of_rest(stream) if len(data) > limit else 0)
-
-
-def length_of_rest(stream: IO[bytes]) -> int:
-    """How many bytes the stream still holds (read through, not kept): an oversized document's size."""
-    return sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
+    if len(data) <= limit:
+        return data, len(data)
+    return data, len(data) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))
 
 
 def trailing_data(archive: tarfile.TarFile) -> int:
@@ -362,18 +360,14 @@ def whole_text(
     """A whole file as one document, `document(text)`, read up to `max_document_bytes` (past it `Oversized`,
     the rest read through to measure it). With `binary` (why a NUL byte means no text), a file holding a NUL
     byte is a `binary_file` Skip."""
-    data = stream.read(config.max_document_bytes + 1)
+    data, size = read_capped(stream, config.max_document_bytes)
     if binary and b"\0" in data:
         yield Skip("binary_file", f"{path}: {binary}")
         return
     text, repaired = decode_utf8(data)
     if repaired:
         yield Repaired("invalid_utf8", path)
-    doc = document(text)
-    if len(data) > config.max_document_bytes:
-        yield Oversized(doc, len(data) + length_of_rest(stream))
-        return
-    yield doc
+    yield sized(document(text), config, size)
 
 
 def parse_text(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
@@ -507,8 +501,7 @@ def _lazy(spec: str) -> Parser:
     source-specific readers' dependencies (mwparserfromhell, py7zr, ...)."""
 
     def parse(stream: IO[bytes], path: str, config: ReaderConfig, name: str) -> Iterator[Record]:
-        module, _, function = spec.partition(":")
-        return getattr(importlib.import_module(module), function)(stream, path, config, name)
+        return load_entry(spec)(stream, path, config, name)
 
     return parse
 

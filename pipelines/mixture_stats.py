@@ -25,10 +25,9 @@ def directory_source_tokens(directory: str) -> tuple[dict[str, int], bool]:
 
         stats = token_stats(directory)
         return {name: counts["tokens"] for name, counts in stats["by_source"].items()}, True
-    from pipelines.stats import BYTES_PER_TOKEN_ESTIMATE, document_stats
+    from pipelines.stats import BYTES_PER_TOKEN_ESTIMATE, source_bytes
 
-    stats = document_stats(directory)
-    return {name: int(size / BYTES_PER_TOKEN_ESTIMATE) for name, size in stats["source_bytes"].items()}, False
+    return {name: int(size / BYTES_PER_TOKEN_ESTIMATE) for name, size in source_bytes(directory).items()}, False
 
 
 def parse_count(text: str) -> float:

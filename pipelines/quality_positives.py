@@ -46,12 +46,16 @@ class CitedUrls:
                 ).rowcount
         self._db.execute("COMMIT")
 
-    def take(self, url: str) -> bool:
-        """True the first time a cited URL is asked for."""
-        return bool(self._db.execute("UPDATE cited SET taken = 1 WHERE url = ? AND taken = 0", (url,)).rowcount)
-
-    def cited(self, url: str) -> bool:
-        return self._db.execute("SELECT 1 FROM cited WHERE url = ?", (url,)).fetchone() is not None
+    def take(self, url: str) -> bool | None:
+        """True the first time a cited URL is asked for, False after, None when it is not cited: one lookup
+        for the uncited majority of a crawl."""
+        row = self._db.execute("SELECT taken FROM cited WHERE url = ?", (url,)).fetchone()
+        if row is None:
+            return None
+        if row[0]:
+            return False
+        self._db.execute("UPDATE cited SET taken = 1 WHERE url = ?", (url,))
+        return True
 
     def close(self) -> None:
         self._db.close()
@@ -76,11 +80,11 @@ def cited_pages(url_files: list[str], crawl: list[str], fmt: str | None, counts:
                 if not doc.url:
                     counts["without_url"] += 1
                     continue
-                key = canonical_url(doc.url)
-                if cited.take(key):
+                taken = cited.take(canonical_url(doc.url))
+                if taken:
                     counts["matched"] += 1
                     yield doc
-                elif cited.cited(key):
+                elif taken is False:
                     counts["repeated_page"] += 1
         finally:
             cited.close()

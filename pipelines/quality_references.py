@@ -17,15 +17,13 @@ import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import IO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from mwparserfromhell.parser import ParserError
 
-from filters.prepared import is_local
 from filters.wikitext import reference_urls
-from pipelines.arrow_files import delete, ensure_dir, replace, split_path, temporary_name
+from pipelines.arrow_files import create, delete, ensure_dir, replace, split_path, temporary_name
 from pipelines.formats import READ_ERRORS, Skip, decompressed
 from pipelines.read_wikipedia import Page, Site, iter_dump, not_an_article
 from pipelines.readers import check_inputs, match_files, parse_input
@@ -77,13 +75,6 @@ def _pages(path: str, counts: Counter) -> Iterator[Page]:
         counts["skipped.corrupt_compression"] += 1
 
 
-def create_output(path: str) -> IO[bytes]:
-    """A binary file to write, local or remote (FileSystems), for the commands' atomic outputs."""
-    if is_local(path):
-        return open(path, "wb")
-    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
 def write_lines(output: str, lines: Iterable[str]) -> int:
     """Write text lines to `output` (local or remote) through a temporary name renamed at the end, so an
     interrupted run leaves neither a half-written output nor a hidden temporary file; returns the count."""
@@ -91,7 +82,7 @@ def write_lines(output: str, lines: Iterable[str]) -> int:
     tmp = temporary_name(output)
     count = 0
     try:
-        with create_output(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
+        with create(tmp) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as out:
             for line in lines:
                 out.write(line + "\n")
                 count += 1

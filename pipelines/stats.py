@@ -14,6 +14,7 @@ import io
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,14 @@ class LengthSketch:
         edges = np.unique(np.logspace(0, np.log10(max(10, self.max + 1)), LENGTH_BINS).round())
         counts, edges = np.histogram(np.maximum(self._values(), 1), bins=edges, weights=self.counts)
         return {"edges": edges.tolist(), "counts": counts.astype(np.int64).tolist()}
+
+
+def source_bytes(directory: str) -> Counter:
+    """Text bytes of the kept documents per source, reading only the `text` and `source` columns."""
+    found: Counter = Counter()
+    for batch in iter_texts(shard_paths(directory, DOCUMENTS_DIR), columns=["text", "source"]):
+        _counter_add(found, batch.column("source"), pc.binary_length(batch.column("text")))
+    return found
 
 
 def document_stats(directory: str) -> dict[str, Any]:
@@ -277,16 +286,8 @@ def run_mixture(args: argparse.Namespace) -> int:
 
     budget = parse_count(args.token_budget) if args.token_budget else None
     report = mixture_report(args.directories, budget, args.max_epochs)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_mixture(report))
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as f:
-            f.write(_report_page(", ".join(args.directories), render_mixture(report)))
-        print(f"wrote {args.html}", file=sys.stderr)
-    return 0
+    text = render_mixture(report)
+    return _emit(args, report, text, lambda: _report_page(", ".join(args.directories), text))
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -294,17 +295,19 @@ def run_stats(args: argparse.Namespace) -> int:
     several directories or a token budget, the mixture report."""
     if len(args.directories) > 1 or args.token_budget:
         return run_mixture(args)
-    args.directory = args.directories[0]
-    if read_manifest(args.directory).get("kind") == "tokens":
+    directory = args.directories[0]
+    if read_manifest(directory).get("kind") == "tokens":
         from tokenizer.stats import render, token_stats
 
-        stats = token_stats(args.directory)
+        stats = token_stats(directory)
         text = render(stats)
-        page = _report_page(args.directory, text)
-    else:
-        stats = document_stats(args.directory)
-        text = render_text(stats)
-        page = render_html(stats) if args.html else ""
+        return _emit(args, stats, text, lambda: _report_page(directory, text))
+    stats = document_stats(directory)
+    return _emit(args, stats, render_text(stats), lambda: render_html(stats))
+
+
+def _emit(args: argparse.Namespace, stats: dict[str, Any], text: str, page: Callable[[], str]) -> int:
+    """The statistics as JSON (`--json`) or the table, and the HTML page when `--html` asks for it."""
     if args.json:
         json.dump(stats, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -312,6 +315,6 @@ def run_stats(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     if args.html:
         with open(args.html, "w", encoding="utf-8") as f:
-            f.write(page)
+            f.write(page())
         print(f"wrote {args.html}", file=sys.stderr)
     return 0

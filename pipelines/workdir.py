@@ -44,8 +44,8 @@ class WorkDir:
         self.output = output
         self.root = join(output, WORK_DIR_NAME)
 
-    def file(self, step: str, kind: str, unit: str, suffix: str = ".arrow") -> str:
-        return join(self.root, step, kind, f"{unit}{suffix}")
+    def file(self, step: str, kind: str, unit: str) -> str:
+        return join(self.root, step, kind, f"{unit}.arrow")
 
     def marker_path(self, step: str, unit: str) -> str:
         return join(self.root, step, DONE, f"{unit}.json")
