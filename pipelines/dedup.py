@@ -287,8 +287,9 @@ def candidate_edges(context: StageContext, config: MinHashDedupConfig, rows: pa.
     edges = band_edges(rows, config.pairwise_bucket_size if config.verify else 0)
     metrics = {"minhash_dedup.candidate_edges": edges.num_rows}
     if config.verify and edges.num_rows:
-        first = _signatures(lookup_nodes(context, edges.column(ROUTE).to_numpy(), ["signature"]))
-        second = _signatures(lookup_nodes(context, edges.column("anchor").to_numpy(), ["signature"]))
+        ends = np.concatenate([edges.column(ROUTE).to_numpy(), edges.column("anchor").to_numpy()])
+        # both ends in one lookup: each node file the partition touches is read once
+        first, second = np.split(_signatures(lookup_nodes(context, ends, ["signature"])).reshape(len(ends), -1), 2)
         width = config.num_perm
         similar = jaccard_estimates(first.reshape(-1, width), second.reshape(-1, width)) >= config.threshold
         metrics["minhash_dedup.candidates_rejected"] = int((~similar).sum())

@@ -91,12 +91,20 @@ def _save_json(value: Any, path: str) -> None:
 
 
 def build_prepare(
-    pipeline: beam.Pipeline, output: str, config: PrepareConfig, keep_rejected: bool, exchange: Any
+    pipeline: beam.Pipeline,
+    output: str,
+    config: PrepareConfig,
+    keep_rejected: bool,
+    exchange: Any,
+    runners: list[PhaseRunner] | None = None,
 ) -> None:
     """Add the prepare job to `pipeline` (separate from running it, so tests and dry runs can inspect it).
-    Its tasks are read from the work directory's tasks.jsonl, written by the driver before the run."""
+    Its tasks are read from the work directory's tasks.jsonl, written by the driver before the run.
+    `runners`: one per phase when the driver has built (and so checked) them already."""
     workdir = WorkDir(output)
     context = RunContext(output, config, keep_rejected)
+    plan = plan_phases(config.stages)
+    runners = runners or [PhaseRunner(phase, context) for phase in plan]
     tasks = (
         pipeline
         | "Tasks" >> beam.Create([workdir.tasks_path])
@@ -106,8 +114,8 @@ def build_prepare(
     reports: list[beam.PCollection] = []
     phase_infos: list[beam.PCollection] = []
     decisions = None
-    for phase in plan_phases(config.stages):
-        infos = exchange.to_tasks(phase.step, tasks, decisions, PhaseRunner(phase, context))
+    for phase, runner in zip(plan, runners, strict=True):
+        infos = exchange.to_tasks(phase.step, tasks, decisions, runner)
         phase_infos.append(infos)
         if phase.keys_for is not None:
             keys = infos | f"{phase.step}/Keys" >> beam.FlatMap(lambda info: [info["keys"]] if info.get("keys") else [])
@@ -298,10 +306,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     exchange = choose_exchange(args.exchange, args.runner, budget, args.workers)
     output = args.output.rstrip("/")
     plan = plan_phases(config.stages)
-    for phase in plan:  # bad stage options fail here, before any file is touched
-        PhaseRunner(phase, RunContext(output, config, args.keep_rejected))
+    # bad stage options or model files fail here, before any file is touched; the job reuses these runners
+    runners = [PhaseRunner(phase, RunContext(output, config, args.keep_rejected)) for phase in plan]
     if _is_dry_run(options):
-        run_pipeline(lambda p: build_prepare(p, output, config, args.keep_rejected, exchange), options, runner)
+        run_pipeline(lambda p: build_prepare(p, output, config, args.keep_rejected, exchange, runners), options, runner)
         project = options.view_as(GoogleCloudOptions).project
         print(f"dry run: job graph built and validated for {args.runner} (project {project}); nothing was run")
         return 0
@@ -342,7 +350,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         show = not args.quiet and sys.stderr.isatty() and args.runner == LOCAL_RUNNER
         with Progress(workdir, [phase.step for phase in plan], len(tasks), show):
             run_pipeline(
-                lambda p: build_prepare(p, output, config, args.keep_rejected, exchange),
+                lambda p: build_prepare(p, output, config, args.keep_rejected, exchange, runners),
                 options,
                 runner,
                 on_start=lambda result: follow_dataflow(result, options, args.quiet),

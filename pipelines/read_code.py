@@ -329,7 +329,8 @@ def _tar_members(
             elif ".git" in member_path.split("/")[:-1]:
                 yield Skip("vcs_metadata", f"{path}: {member_path}")
             else:
-                data, size = read_capped(archive.extractfile(member), config.max_document_bytes)  # type: ignore[arg-type]
+                # the header knows the size: an oversized member is not read through to measure it
+                data, size = archive.extractfile(member).read(config.max_document_bytes + 1), member.size  # type: ignore[union-attr]
                 folder, base = posixpath.split(member_path)
                 if is_license_file(base) and folder in _candidate_roots(member_path):
                     yield from repos.add_license(folder, data.decode("utf-8", errors="replace"))

@@ -94,7 +94,8 @@ def parse_mediawiki(stream: IO[bytes], path: str, config: ReaderConfig, name: st
         elif isinstance(item, Skip):
             yield item
         else:
-            yield _article(item, site or _site_from_path(path), config, source, name)
+            site = site or _site_from_path(path)  # a dump without <siteinfo>: named from its file, once
+            yield _article(item, site, config, source, name)
 
 
 def not_an_article(page: Page) -> Skip | None:
