@@ -63,13 +63,14 @@ ABANDONED_DIR = "abandoned"
 def set_aside_newer(
     output: str | os.PathLike, resume_from: Path, context: DistributedContext | None = None
 ) -> list[Path]:
-    """Resuming from an older checkpoint of the same output starts another timeline: the newer checkpoints
-    (of the run being abandoned) move to checkpoints/abandoned/, kept but no longer the `--resume` latest
-    nor pruned. Returns where they went (on rank 0; the others wait). Collective."""
+    """Resuming from a checkpoint at step N (of this output or another) starts a new timeline: this
+    output's checkpoints past step N belong to a run being abandoned and move to checkpoints/abandoned/,
+    kept but no longer the `--resume` latest nor pruned. Returns where they went (on rank 0; the others
+    wait). Collective."""
     match = _STEP_DIR.match(resume_from.name)
     root = checkpoint_root(output)
     moved: list[Path] = []
-    if match and resume_from.resolve().parent == root.resolve() and (context is None or context.is_main):
+    if match and (context is None or context.is_main):
         step = int(match.group(1))
         for directory in step_directories(output):
             if int(_STEP_DIR.match(directory.name).group(1)) > step:

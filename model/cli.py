@@ -22,7 +22,7 @@ from filters.options import (
     given_values,
     run_command,
 )
-from model.config import NAMED_CONFIGS, TrainConfig
+from model.config import NAMED_CONFIGS, ModelArgs, TrainConfig
 
 TRAIN_COMMAND_FLAGS = ("data", "config", "output", "mixture")  # flags of their own (required, parsed)
 TRAINING_FLAGS = tuple(f.name for f in documented_fields(TrainConfig) if f.name not in TRAIN_COMMAND_FLAGS)
@@ -180,17 +180,36 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     merge.set_defaults(func=run_merge)
 
 
-def run_to_hf(args: argparse.Namespace) -> int:
+def _load_for_conversion(args: argparse.Namespace) -> tuple[Path, ModelArgs, dict]:
+    """The checkpoint `args.checkpoint` names (a training output means its latest), in any layout ours
+    reads, cast to `--dtype` when given."""
     import torch
 
     from model.generate import resolve_checkpoint
-    from model.hf_format import save_hf
-    from model.meta_format import TOKENIZER_FILE, load_checkpoint
+    from model.meta_format import load_checkpoint
 
     directory = resolve_checkpoint(args.checkpoint)
     model_args, state = load_checkpoint(directory)
     if args.dtype:
         state = {k: v.to(getattr(torch, args.dtype)) for k, v in state.items()}
+    return directory, model_args, state
+
+
+def _save_meta(model_args: ModelArgs, state: dict, source: str | Path, output: str) -> int:
+    """Write Meta's layout, with the source directory's tokenizer.model when it has one."""
+    from model.meta_format import TOKENIZER_FILE, save_checkpoint
+
+    tokenizer = Path(source) / TOKENIZER_FILE
+    save_checkpoint(model_args, state, output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
+    print(f"wrote {output} ({len(state)} tensors)")
+    return 0
+
+
+def run_to_hf(args: argparse.Namespace) -> int:
+    from model.hf_format import save_hf
+    from model.meta_format import TOKENIZER_FILE
+
+    directory, model_args, state = _load_for_conversion(args)
     save_hf(model_args, state, args.output)
     if (directory / TOKENIZER_FILE).is_file():
         (Path(args.output) / TOKENIZER_FILE).write_bytes((directory / TOKENIZER_FILE).read_bytes())
@@ -199,40 +218,22 @@ def run_to_hf(args: argparse.Namespace) -> int:
 
 
 def run_to_meta(args: argparse.Namespace) -> int:
-    import torch
-
-    from model.generate import resolve_checkpoint
-    from model.meta_format import TOKENIZER_FILE, load_checkpoint, save_checkpoint
-
-    directory = resolve_checkpoint(args.checkpoint)
-    model_args, state = load_checkpoint(directory)
-    if args.dtype:
-        state = {k: v.to(getattr(torch, args.dtype)) for k, v in state.items()}
-    tokenizer = directory / TOKENIZER_FILE
-    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
-    print(f"wrote {args.output} ({len(state)} tensors)")
-    return 0
+    directory, model_args, state = _load_for_conversion(args)
+    return _save_meta(model_args, state, directory, args.output)
 
 
 def run_from_hf(args: argparse.Namespace) -> int:
     from model.hf_format import load_hf
-    from model.meta_format import TOKENIZER_FILE, save_checkpoint
 
     model_args, state = load_hf(args.hf_directory)
-    tokenizer = Path(args.hf_directory) / TOKENIZER_FILE
-    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
-    print(f"wrote {args.output} ({len(state)} tensors)")
-    return 0
+    return _save_meta(model_args, state, args.hf_directory, args.output)
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from model.meta_format import TOKENIZER_FILE, load_checkpoint, save_checkpoint
+    from model.meta_format import load_checkpoint
 
     model_args, state = load_checkpoint(args.checkpoint, vocab_size=args.vocab_size)
-    tokenizer = Path(args.checkpoint) / TOKENIZER_FILE
-    save_checkpoint(model_args, state, args.output, tokenizer_model=tokenizer if tokenizer.is_file() else None)
-    print(f"wrote {args.output} ({len(state)} tensors)")
-    return 0
+    return _save_meta(model_args, state, args.checkpoint, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
