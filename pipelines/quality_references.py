@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import sqlite3
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -24,6 +21,7 @@ from mwparserfromhell.parser import ParserError
 
 from filters.wikitext import reference_urls
 from pipelines.arrow_files import create, delete, ensure_dir, replace, split_path, temporary_name
+from pipelines.disk_set import DiskSet
 from pipelines.formats import READ_ERRORS, Skip, decompressed
 from pipelines.read_wikipedia import Page, Site, iter_dump, not_an_article
 from pipelines.readers import check_inputs, match_files, parse_input
@@ -34,29 +32,19 @@ def iter_reference_urls(paths: list[str], counts: Counter) -> Iterator[str]:
     articles, articles citing something, URLs found (with repeats) and skips by reason. The URLs seen are
     kept in an on-disk sqlite table in a temporary directory (`TMPDIR`), not in memory: English Wikipedia
     cites tens of millions of them."""
-    with tempfile.TemporaryDirectory(prefix="llamaprep-references-") as directory:
-        seen = sqlite3.connect(os.path.join(directory, "seen.sqlite"), isolation_level=None)
-        try:
-            seen.executescript(
-                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                "CREATE TABLE urls (url TEXT PRIMARY KEY) WITHOUT ROWID; BEGIN;"
-            )
-            for path in paths:
-                counts["files"] += 1
-                for page in _pages(path, counts):
-                    counts["articles"] += 1
-                    try:
-                        urls = reference_urls(page.text)
-                    except ParserError:  # mwparserfromhell's internal error, known on a few real pages
-                        counts["skipped.unparseable_wikitext"] += 1
-                        continue
-                    counts["articles_citing"] += bool(urls)
-                    counts["urls_found"] += len(urls)
-                    for url in urls:
-                        if seen.execute("INSERT OR IGNORE INTO urls VALUES (?)", (url,)).rowcount:
-                            yield url
-        finally:
-            seen.close()
+    with DiskSet("llamaprep-references-") as seen:
+        for path in paths:
+            counts["files"] += 1
+            for page in _pages(path, counts):
+                counts["articles"] += 1
+                try:
+                    urls = reference_urls(page.text)
+                except ParserError:  # mwparserfromhell's internal error, known on a few real pages
+                    counts["skipped.unparseable_wikitext"] += 1
+                    continue
+                counts["articles_citing"] += bool(urls)
+                counts["urls_found"] += len(urls)
+                yield from (url for url in urls if seen.add(url))
 
 
 def _pages(path: str, counts: Counter) -> Iterator[Page]:
