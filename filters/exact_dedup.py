@@ -56,6 +56,7 @@ class ExactKeys:
         self._keep = keep
         self.keys = ColumnBuffer(KEY_SCHEMA)
         self.nodes = None
+        self.metrics: dict[str, int] = {}  # nothing to report beyond the keys
 
     def add(self, doc: Document, row: int) -> None:
         key = text_key(doc.text, self._normalization)

@@ -40,6 +40,7 @@ class LineKeys:
     def __init__(self) -> None:
         self.keys = ColumnBuffer(KEY_SCHEMA)
         self.nodes = None
+        self.metrics: dict[str, int] = {}  # nothing to report beyond the keys
 
     def add(self, doc: Document, row: int) -> None:
         numbers, hashes = [], []

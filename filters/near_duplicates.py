@@ -14,6 +14,7 @@ scipy's `connected_components` (compiled code, linear in the edges), labelled by
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -51,14 +52,14 @@ class NearDuplicateKeys:
         self._verify = verify
         self.keys = ColumnBuffer(KEY_SCHEMA)
         self.nodes = ColumnBuffer(node_schema(4 * hasher.num_perm if verify else None))
-        self.no_shingles = 0
+        self.metrics: Counter = Counter()  # reported with the task's counts, like the appliers' metrics
 
     def add(self, doc: Document, row: int) -> None:
         sig = self._hasher.signature(doc.text)
         signature = (None if sig is None else sig.tobytes(),) if self._verify else ()
         self.nodes.append(doc.id, rank_value(doc, self._keep), represented(doc), *signature)
         if sig is None:
-            self.no_shingles += 1
+            self.metrics["minhash_dedup.no_shingles"] += 1
             return
         bands = band_hashes(self._hasher, sig)
         self.keys.extend(bands, [row] * len(bands))

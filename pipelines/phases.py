@@ -250,7 +250,7 @@ class PhaseRunner(UnitRunner):
         if keys is not None:
             info["keys"] = {**keys, "task": task["index"]}
             counts.metrics[f"exchange_bytes.{self.phase.keys_for}"] += keys["data_bytes"]  # what enters the exchange
-            counts.metrics["minhash_dedup.no_shingles"] += getattr(outputs.keys, "no_shingles", 0)
+            counts.metrics.update(outputs.keys.metrics)
         info["metrics"] = {k: v for k, v in counts.metrics.items() if v}
         return [info]
 
