@@ -314,11 +314,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"dry run: job graph built and validated for {args.runner} (project {project}); nothing was run")
         return 0
     specs = [parse_input(spec) for spec in args.inputs]
-    check_inputs(specs, config.reader.format)
+    listed = check_inputs(specs, config.reader.format)
     check_writable(output)
     if not config.stages and not args.quiet:
         print("note: no stages configured: documents are read and written unchanged", file=sys.stderr)
-    tasks = plan_tasks(specs, config.reader)
+    tasks = plan_tasks(specs, config.reader, listed)
     run = {
         "fingerprint": fingerprint(
             {

@@ -24,7 +24,7 @@ from pipelines.arrow_files import create, delete, ensure_dir, replace, split_pat
 from pipelines.disk_set import DiskSet
 from pipelines.formats import READ_ERRORS, Skip, decompressed
 from pipelines.read_wikipedia import Page, Site, iter_dump, not_an_article
-from pipelines.readers import check_inputs, match_files, parse_input
+from pipelines.readers import check_inputs, parse_input
 
 
 def iter_reference_urls(paths: list[str], counts: Counter) -> Iterator[str]:
@@ -83,8 +83,7 @@ def write_lines(output: str, lines: Iterable[str]) -> int:
 
 def run_references(args: argparse.Namespace) -> int:
     specs = [parse_input(spec) for spec in args.dumps]
-    check_inputs(specs, "mediawiki")
-    paths = sorted({path for spec in specs for path in match_files(spec.pattern)})
+    paths = sorted({path for files in check_inputs(specs, "mediawiki").values() for path, _ in files})
     counts: Counter = Counter()
     counts["urls_unique"] = write_lines(args.output, iter_reference_urls(paths, counts))
     print(

@@ -52,32 +52,38 @@ def match_file_sizes(pattern: str) -> list[tuple[str, int]]:
     return sorted((m.path, m.size_in_bytes) for m in result.metadata_list if not m.path.endswith("/"))
 
 
-def match_files(pattern: str) -> list[str]:
-    return [path for path, _ in match_file_sizes(pattern)]
+Listing = dict[str, list[tuple[str, int]]]  # pattern -> its (path, size) files
 
 
-def check_inputs(specs: Iterable[InputSpec], fmt: str | None = None) -> None:
+def check_inputs(specs: Iterable[InputSpec], fmt: str | None = None) -> Listing:
     """Fail early, with the offending pattern named, when an input matches nothing or a matched file's
-    format cannot be told from its name."""
+    format cannot be told from its name; returns what each pattern matched, for `plan_tasks` (a gs:// glob
+    is listed once)."""
+    listed: Listing = {}
     for spec in specs:
         try:
-            files = match_files(spec.pattern)
+            files = match_file_sizes(spec.pattern)
         except Exception as error:  # FileSystems raises BeamIOError / ValueError for bad schemes
             raise ConfigError(f"cannot read input {spec.pattern!r}: {error}") from None
         if not files:
             raise FileNotFoundError(f"input {spec.pattern!r} matches no file")
         if fmt is None:
-            for path in files:
+            for path, _ in files:
                 detect_format(path)
+        listed[spec.pattern] = files
+    return listed
 
 
-def plan_tasks(specs: Iterable[InputSpec], config: ReaderConfig) -> list[dict[str, object]]:
+def plan_tasks(
+    specs: Iterable[InputSpec], config: ReaderConfig, listed: Listing | None = None
+) -> list[dict[str, object]]:
     """The tasks of a run: every matched file once, sorted by path (so the order of the inputs on the
     command line never matters), numbered; with `limit`, only the files holding the first `limit` documents
-    in that order, the last one cut at the right record."""
+    in that order, the last one cut at the right record. `listed`: what `check_inputs` matched."""
     files: dict[str, tuple[int, str | None, str]] = {}
     for spec in specs:
-        for path, size in match_file_sizes(spec.pattern):
+        matched = listed[spec.pattern] if listed is not None else match_file_sizes(spec.pattern)
+        for path, size in matched:
             if path in files and files[path][2] != spec.pattern:
                 raise ConfigError(f"{path} is matched by two inputs ({files[path][2]!r} and {spec.pattern!r})")
             files[path] = (size, spec.source, spec.pattern)
@@ -150,10 +156,10 @@ def iter_documents_from(inputs: Iterable[str], fmt: str | None = None, **options
     config = ReaderConfig(format=fmt, **options)  # type: ignore[arg-type]
     config.validate()
     specs = [parse_input(spec) for spec in inputs]
-    check_inputs(specs, fmt)
+    listed = check_inputs(specs, fmt)
     counts: dict[str, int] = {}
     produced = 0
-    for task in plan_tasks(specs, replace(config, limit=None)):
+    for task in plan_tasks(specs, replace(config, limit=None), listed):
         file_config = replace(config, source=task["source"] or config.source)
         for record in iter_records(str(task["path"]), file_config, str(task["name"])):
             if isinstance(record, Document):
