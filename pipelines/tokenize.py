@@ -170,11 +170,11 @@ def finalize(records: list[dict[str, Any]], output: str, header: dict[str, Any])
     for split in SPLITS:
         staged = sorted((r for r in records if r["split"] == split), key=lambda r: r["key"])
         entries = []
+        if staged:
+            ensure_dir(join(output, split))
         for index, record in enumerate(staged):
             relative = f"{split}/{token_shard_name(index, len(staged))}"
             final = join(output, relative)
-            directory = join(output, split)
-            ensure_dir(directory)
             already_moved = FileSystems.exists(final) and not FileSystems.exists(record["staged"])  # a retry
             if not already_moved:
                 FileSystems.rename([record["staged"]], [final])
